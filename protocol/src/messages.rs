@@ -1,0 +1,175 @@
+//! The messages agents and the controller exchange.
+//!
+//! Compatibility rules (tested in `tests` below): `AgentMsg::Hello` stays
+//! variant 0 with `protocol_version` as its first field, and
+//! `ControllerMsg::Welcome` / `ControllerMsg::Rejected` stay variants 0 and 1,
+//! so peers of different versions can always tell each other why they
+//! disagree instead of failing to decode.
+
+use certs::{AgentId, Role};
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change to the messages below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// ALPN of enrolled agents: a client certificate is required.
+pub const ALPN_AGENT: &[u8] = b"myplatform/1";
+/// ALPN used once to trade a join token and a CSR for a certificate.
+pub const ALPN_ENROLL: &[u8] = b"myplatform-enroll/1";
+
+/// QUIC application close codes. The close reason carries the human text.
+pub mod close {
+    /// Normal shutdown of either side; reconnect later.
+    pub const SHUTDOWN: u32 = 0;
+    /// The peer refused us for a reason retrying will not fix.
+    pub const REJECTED: u32 = 1;
+    /// The agent's certificate was revoked.
+    pub const REVOKED: u32 = 2;
+    /// A newer connection of the same agent replaced this one.
+    pub const REPLACED: u32 = 3;
+    /// A malformed, oversized or unexpected frame.
+    pub const PROTOCOL_ERROR: u32 = 4;
+}
+
+/// First frame on every connection, from the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    /// `None` while enrolling.
+    pub agent_id: Option<AgentId>,
+    pub role: Role,
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub agent_version: String,
+}
+
+impl Hello {
+    /// A Hello describing this machine.
+    pub fn local(role: Role, agent_id: Option<AgentId>, agent_version: &str) -> Hello {
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_id,
+            role,
+            hostname: local_hostname(),
+            os: local_os(),
+            arch: std::env::consts::ARCH.to_string(),
+            agent_version: agent_version.to_string(),
+        }
+    }
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn local_os() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| os_release_pretty_name(&s))
+        .unwrap_or_else(|| std::env::consts::OS.to_string())
+}
+
+/// `PRETTY_NAME` from /etc/os-release contents.
+pub fn os_release_pretty_name(contents: &str) -> Option<String> {
+    contents.lines().find_map(|l| {
+        l.strip_prefix("PRETTY_NAME=")
+            .map(|v| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Agent -> controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentMsg {
+    Hello(Hello),
+    /// On the enrollment ALPN, right after `Hello`.
+    Enroll { token: String, csr_pem: String },
+    /// Liveness, on the control stream every `heartbeat_secs`.
+    Heartbeat { seq: u64 },
+}
+
+/// Controller -> agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerMsg {
+    Welcome {
+        protocol_version: u32,
+        controller_version: String,
+        heartbeat_secs: u32,
+    },
+    /// Final: the connection closes after it; retrying will not help.
+    Rejected { reason: String },
+    Enrolled {
+        agent_id: AgentId,
+        cert_pem: String,
+        ca_pem: String,
+    },
+    HeartbeatAck { seq: u64 },
+}
+
+/// Reads the protocol version out of an encoded `AgentMsg::Hello` (or
+/// `ControllerMsg::Welcome`) frame payload without decoding the rest, so a
+/// peer of another version gets a clear answer.
+pub fn peek_protocol_version(payload: &[u8]) -> Option<u32> {
+    let (variant, version): (u32, u32) =
+        bincode::serde::decode_from_slice(payload, bincode::config::standard())
+            .ok()?
+            .0;
+    (variant == 0).then_some(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame;
+
+    fn hello(v: u32) -> Hello {
+        Hello {
+            protocol_version: v,
+            agent_id: Some(AgentId::generate()),
+            role: Role::Monitor,
+            hostname: "h".into(),
+            os: "Debian".into(),
+            arch: "x86_64".into(),
+            agent_version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn version_is_readable_from_any_hello_or_welcome() {
+        for v in [1, 2, 99, u32::MAX] {
+            let payload = frame::encode_payload(&AgentMsg::Hello(hello(v))).unwrap();
+            assert_eq!(peek_protocol_version(&payload), Some(v));
+            let welcome = ControllerMsg::Welcome {
+                protocol_version: v,
+                controller_version: "x".into(),
+                heartbeat_secs: 5,
+            };
+            let payload = frame::encode_payload(&welcome).unwrap();
+            assert_eq!(peek_protocol_version(&payload), Some(v));
+        }
+        let hb = frame::encode_payload(&AgentMsg::Heartbeat { seq: 3 }).unwrap();
+        assert_eq!(peek_protocol_version(&hb), None);
+        assert_eq!(peek_protocol_version(&[]), None);
+    }
+
+    #[test]
+    fn rejected_stays_variant_one() {
+        let payload = frame::encode_payload(&ControllerMsg::Rejected {
+            reason: "no".into(),
+        })
+        .unwrap();
+        assert_eq!(payload[0], 1);
+    }
+
+    #[test]
+    fn pretty_name_is_read_from_os_release() {
+        let s = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
+        assert_eq!(
+            os_release_pretty_name(s).as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
+        assert_eq!(os_release_pretty_name("ID=x"), None);
+    }
+}
