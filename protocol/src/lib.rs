@@ -6,10 +6,13 @@
 //! - [`endpoint`]: QUIC endpoints (quinn) over the rustls configs of `certs`.
 //! - [`link`]: the agent side: enroll, connect with mutual TLS, heartbeat,
 //!   reconnect with jittered backoff; used by both agents.
+//! - `cli` (feature `cli`): the agents' shared options and main loop.
 //!
 //! Only this crate knows the wire format. It knows nothing about what the
 //! controller stores or what the agents measure.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod endpoint;
 pub mod frame;
 pub mod link;

@@ -1,0 +1,216 @@
+//! The controller's settings: one TOML file, then environment overrides.
+//!
+//! `MYPLATFORM_<SECTION>__<KEY>=value` overrides `[section] key`, and
+//! `MYPLATFORM_<KEY>` a top-level key (values parse as TOML where they can,
+//! else as strings). `MYPLATFORM_CONFIG` names the file. This is the only
+//! place that reads configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const ENV_PREFIX: &str = "MYPLATFORM_";
+pub const ENV_CONFIG: &str = "MYPLATFORM_CONFIG";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Inventory, CA, and (later) metrics and files live here.
+    pub data_dir: PathBuf,
+    pub gateway: GatewaySettings,
+    pub web: WebSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// UDP address of the QUIC endpoint agents connect to.
+    pub listen: SocketAddr,
+    /// `host:port` agents should dial, printed in install lines. Defaults
+    /// to the listen address (with this host's name if it listens on all).
+    pub advertise: Option<String>,
+    /// How often agents send heartbeats.
+    pub heartbeat_secs: u32,
+    /// Validity of agent certificates.
+    pub agent_cert_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    /// TCP address of the HTTP API and (later) the web UI.
+    pub listen: SocketAddr,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("/var/lib/myplatform"),
+            gateway: GatewaySettings::default(),
+            web: WebSettings::default(),
+        }
+    }
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen: ([0, 0, 0, 0], 7443).into(),
+            advertise: None,
+            heartbeat_secs: 5,
+            agent_cert_days: 397,
+        }
+    }
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            listen: ([127, 0, 0, 1], 8080).into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Settings {
+    /// Loads `file` (or `$MYPLATFORM_CONFIG`, or nothing) and applies the
+    /// process environment on top.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(ENV_CONFIG).map(PathBuf::from));
+        let text = match &file {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.clone(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let origin = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "configuration".into());
+        Self::from_parts(&text, &origin, &env)
+    }
+
+    /// Pure core of [`Settings::load`].
+    pub fn from_parts(
+        toml_text: &str,
+        origin: &str,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut table: toml::Table = toml_text.parse().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if key == ENV_CONFIG || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            let mut node = &mut table;
+            for part in &path[..path.len() - 1] {
+                let entry = node
+                    .entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                node = entry
+                    .as_table_mut()
+                    .ok_or_else(|| invalid(format!("{key}: {part} is not a section")))?;
+            }
+            node.insert(path[path.len() - 1].clone(), parsed);
+        }
+        let settings: Settings = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        settings.validate().map_err(invalid)?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.gateway.heartbeat_secs == 0 || self.gateway.heartbeat_secs > 300 {
+            return Err("gateway.heartbeat_secs must be between 1 and 300".into());
+        }
+        if self.gateway.agent_cert_days == 0 {
+            return Err("gateway.agent_cert_days must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The address printed in install lines.
+    pub fn advertised_gateway(&self) -> String {
+        if let Some(a) = &self.gateway.advertise {
+            return a.clone();
+        }
+        let l = self.gateway.listen;
+        if l.ip().is_unspecified() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("{host}:{}", l.port())
+        } else {
+            l.to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_file_and_env_layer_in_order() {
+        let s = Settings::from_parts("", "t", &[]).unwrap();
+        assert_eq!(s, Settings::default());
+        let file = "data_dir = \"/srv/mp\"\n[gateway]\nheartbeat_secs = 2\n";
+        let s = Settings::from_parts(
+            file,
+            "t",
+            &env(&[
+                ("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", "3"),
+                ("MYPLATFORM_WEB__LISTEN", "0.0.0.0:9000"),
+                ("MYPLATFORM_CONFIG", "/ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/mp"));
+        assert_eq!(s.gateway.heartbeat_secs, 3);
+        assert_eq!(s.web.listen, "0.0.0.0:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_origin() {
+        let e = Settings::from_parts("[gateway]\nlisten = \"nope\"", "/etc/mp.toml", &[]).unwrap_err();
+        assert!(e.to_string().starts_with("/etc/mp.toml:"), "{e}");
+        let e = Settings::from_parts("colour = 1", "f", &[]).unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e = Settings::from_parts("", "f", &env(&[("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", "0")])).unwrap_err();
+        assert!(e.to_string().contains("heartbeat_secs"), "{e}");
+        let e = Settings::from_parts("", "f", &env(&[("MYPLATFORM_DATA_DIR__X", "1")])).unwrap_err();
+        assert!(e.to_string().contains("data_dir"), "{e}");
+    }
+}

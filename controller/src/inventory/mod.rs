@@ -1,0 +1,472 @@
+//! The controller's inventory in SQLite: for now join tokens and enrolled
+//! agents (later also users, groups, rooms, servers).
+//!
+//! One connection, WAL mode, schema migrations in code ([`MIGRATIONS`]),
+//! applied in order at open. Knows nothing about QUIC or HTTP; other
+//! processes (the `controller token`/`agent` commands) open the same file,
+//! and the running controller notices their changes through
+//! [`Inventory::data_version`].
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Mutex;
+
+use certs::{AgentId, CertifiedAgent, JoinToken, Role, TokenHash, TokenPolicy, TokenRefusal};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database {path} is from a newer controller (schema {found}, this one knows {known})")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Each entry moves the schema one version up. Never edit a shipped entry;
+/// add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: tokens and agents
+    "CREATE TABLE join_tokens (
+        hash        TEXT PRIMARY KEY,
+        role        TEXT NOT NULL,
+        group_name  TEXT,
+        room_name   TEXT,
+        expires_at  INTEGER NOT NULL,
+        uses_left   INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+     );
+     CREATE TABLE agents (
+        id              TEXT PRIMARY KEY,
+        role            TEXT NOT NULL,
+        hostname        TEXT NOT NULL,
+        os              TEXT NOT NULL,
+        arch            TEXT NOT NULL,
+        agent_version   TEXT NOT NULL,
+        group_name      TEXT,
+        room_name       TEXT,
+        cert_serial     TEXT NOT NULL,
+        cert_not_after  INTEGER NOT NULL,
+        enrolled_at     INTEGER NOT NULL,
+        last_seen       INTEGER,
+        last_address    TEXT,
+        online          INTEGER NOT NULL DEFAULT 0,
+        revoked_at      INTEGER
+     );",
+];
+
+/// A known (enrolled) agent as stored.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KnownAgent {
+    pub id: AgentId,
+    pub role: Role,
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub agent_version: String,
+    pub group: Option<String>,
+    pub room: Option<String>,
+    pub enrolled_at: u64,
+    pub last_seen: Option<u64>,
+    pub last_address: Option<String>,
+    pub revoked_at: Option<u64>,
+    pub cert_not_after: u64,
+    /// Connected to the controller (as the controller last recorded it).
+    pub online: bool,
+}
+
+/// What the agent said about itself, as the inventory records it.
+#[derive(Debug, Clone)]
+pub struct AgentFacts<'a> {
+    pub hostname: &'a str,
+    pub os: &'a str,
+    pub arch: &'a str,
+    pub agent_version: &'a str,
+}
+
+pub struct Inventory {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inventory").finish_non_exhaustive()
+    }
+}
+
+fn role_of(s: String) -> rusqlite::Result<Role> {
+    s.parse()
+        .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+fn id_of(s: String) -> rusqlite::Result<AgentId> {
+    s.parse()
+        .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+impl Inventory {
+    pub fn open(path: &Path) -> Result<Inventory> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let inv = Inventory {
+            conn: Mutex::new(conn),
+        };
+        inv.migrate(path)?;
+        Ok(inv)
+    }
+
+    fn migrate(&self, path: &Path) -> Result<()> {
+        let mut conn = self.conn.lock().expect("inventory lock");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(Error::TooNew {
+                path: path.display().to_string(),
+                found: version,
+                known,
+            });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().expect("inventory lock");
+        Ok(f(&mut conn)?)
+    }
+
+    /// Changes whenever another connection (another process) commits.
+    pub fn data_version(&self) -> Result<i64> {
+        self.with(|c| c.query_row("PRAGMA data_version", [], |r| r.get(0)))
+    }
+
+    pub fn create_token(&self, token: &JoinToken, policy: &TokenPolicy, now: u64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO join_tokens (hash, role, group_name, room_name, expires_at, uses_left, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    token.hash().0,
+                    policy.role.as_str(),
+                    policy.group,
+                    policy.room,
+                    policy.expires_at as i64,
+                    policy.uses_left,
+                    now as i64
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn token_policy(&self, hash: &TokenHash) -> Result<Option<TokenPolicy>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT role, group_name, room_name, expires_at, uses_left FROM join_tokens WHERE hash = ?1",
+                [&hash.0],
+                |r| {
+                    Ok(TokenPolicy {
+                        role: role_of(r.get(0)?)?,
+                        group: r.get(1)?,
+                        room: r.get(2)?,
+                        expires_at: r.get::<_, i64>(3)?.max(0) as u64,
+                        uses_left: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Checks the token for an agent of `role` and, if it admits it, takes
+    /// one use, atomically: two agents racing for a single-use token cannot
+    /// both win.
+    pub fn consume_token(
+        &self,
+        token: &JoinToken,
+        role: Role,
+        now: u64,
+    ) -> Result<Result<TokenPolicy, TokenRefusal>> {
+        let hash = token.hash();
+        let mut conn = self.conn.lock().expect("inventory lock");
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let policy = tx
+            .query_row(
+                "SELECT role, group_name, room_name, expires_at, uses_left FROM join_tokens WHERE hash = ?1",
+                [&hash.0],
+                |r| {
+                    Ok(TokenPolicy {
+                        role: role_of(r.get(0)?)?,
+                        group: r.get(1)?,
+                        room: r.get(2)?,
+                        expires_at: r.get::<_, i64>(3)?.max(0) as u64,
+                        uses_left: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?;
+        let Some(policy) = policy else {
+            return Ok(Err(TokenRefusal::Unknown));
+        };
+        if let Err(refusal) = policy.admit(role, now) {
+            return Ok(Err(refusal));
+        }
+        tx.execute(
+            "UPDATE join_tokens SET uses_left = uses_left - 1 WHERE hash = ?1",
+            [&hash.0],
+        )?;
+        tx.commit()?;
+        Ok(Ok(policy))
+    }
+
+    /// Unused, unexpired tokens: (role, group, room, expires_at, uses_left).
+    pub fn live_tokens(&self, now: u64) -> Result<Vec<TokenPolicy>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT role, group_name, room_name, expires_at, uses_left FROM join_tokens
+                 WHERE uses_left > 0 AND expires_at > ?1 ORDER BY created_at",
+            )?;
+            st.query_map([now as i64], |r| {
+                Ok(TokenPolicy {
+                    role: role_of(r.get(0)?)?,
+                    group: r.get(1)?,
+                    room: r.get(2)?,
+                    expires_at: r.get::<_, i64>(3)?.max(0) as u64,
+                    uses_left: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    pub fn record_enrollment(
+        &self,
+        cert: &CertifiedAgent,
+        facts: &AgentFacts<'_>,
+        policy: &TokenPolicy,
+        now: u64,
+    ) -> Result<()> {
+        let not_after = cert
+            .not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO agents (id, role, hostname, os, arch, agent_version, group_name, room_name,
+                                     cert_serial, cert_not_after, enrolled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    cert.agent_id.as_str(),
+                    cert.role.as_str(),
+                    facts.hostname,
+                    facts.os,
+                    facts.arch,
+                    facts.agent_version,
+                    policy.group,
+                    policy.room,
+                    cert.serial,
+                    not_after as i64,
+                    now as i64
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    /// On each (re)connection: the agent may have been upgraded or renamed.
+    pub fn record_connect(
+        &self,
+        id: &AgentId,
+        facts: &AgentFacts<'_>,
+        address: &str,
+        now: u64,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE agents SET hostname = ?2, os = ?3, arch = ?4, agent_version = ?5,
+                                   last_seen = ?6, last_address = ?7, online = 1
+                 WHERE id = ?1",
+                params![
+                    id.as_str(),
+                    facts.hostname,
+                    facts.os,
+                    facts.arch,
+                    facts.agent_version,
+                    now as i64,
+                    address
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn record_disconnect(&self, id: &AgentId, now: u64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE agents SET last_seen = ?2, online = 0 WHERE id = ?1",
+                params![id.as_str(), now as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// At start-up nobody is connected yet, whatever a crash left behind.
+    pub fn reset_online(&self) -> Result<()> {
+        self.with(|c| c.execute("UPDATE agents SET online = 0 WHERE online != 0", []).map(drop))
+    }
+
+    pub fn agents(&self) -> Result<Vec<KnownAgent>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, role, hostname, os, arch, agent_version, group_name, room_name,
+                        enrolled_at, last_seen, last_address, revoked_at, cert_not_after, online
+                 FROM agents ORDER BY enrolled_at, id",
+            )?;
+            st.query_map([], |r| {
+                Ok(KnownAgent {
+                    id: id_of(r.get(0)?)?,
+                    role: role_of(r.get(1)?)?,
+                    hostname: r.get(2)?,
+                    os: r.get(3)?,
+                    arch: r.get(4)?,
+                    agent_version: r.get(5)?,
+                    group: r.get(6)?,
+                    room: r.get(7)?,
+                    enrolled_at: r.get::<_, i64>(8)?.max(0) as u64,
+                    last_seen: r.get::<_, Option<i64>>(9)?.map(|v| v.max(0) as u64),
+                    last_address: r.get(10)?,
+                    revoked_at: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+                    cert_not_after: r.get::<_, i64>(12)?.max(0) as u64,
+                    online: r.get::<_, i64>(13)? != 0,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Marks an agent revoked; false when no such agent exists.
+    pub fn revoke(&self, id: &AgentId, now: u64) -> Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE agents SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                params![id.as_str(), now as i64],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    pub fn revoked_ids(&self) -> Result<HashSet<AgentId>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id FROM agents WHERE revoked_at IS NOT NULL")?;
+            st.query_map([], |r| id_of(r.get(0)?))?.collect()
+        })
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn policy(uses: u32) -> TokenPolicy {
+        TokenPolicy {
+            role: Role::Monitor,
+            group: Some("shop".into()),
+            room: None,
+            expires_at: 1_000,
+            uses_left: uses,
+        }
+    }
+
+    #[test]
+    fn migrations_apply_once_and_refuse_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.db");
+        Inventory::open(&path).unwrap();
+        Inventory::open(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+        drop(c);
+        assert!(matches!(Inventory::open(&path), Err(Error::TooNew { .. })));
+    }
+
+    #[test]
+    fn tokens_are_stored_hashed_and_used_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.db");
+        let inv = Inventory::open(&path).unwrap();
+        let t = JoinToken::generate();
+        inv.create_token(&t, &policy(2), 1).unwrap();
+        assert_eq!(inv.consume_token(&t, Role::Monitor, 10).unwrap(), Ok(policy(2)));
+        assert_eq!(inv.consume_token(&t, Role::Jmeter, 10).unwrap().unwrap_err(),
+            TokenRefusal::WrongRole { token: Role::Monitor, agent: Role::Jmeter });
+        assert!(inv.consume_token(&t, Role::Monitor, 10).unwrap().is_ok());
+        assert_eq!(inv.consume_token(&t, Role::Monitor, 10).unwrap(), Err(TokenRefusal::UsedUp));
+        assert_eq!(
+            inv.consume_token(&JoinToken::generate(), Role::Monitor, 10).unwrap(),
+            Err(TokenRefusal::Unknown)
+        );
+        let t2 = JoinToken::generate();
+        inv.create_token(&t2, &policy(1), 1).unwrap();
+        assert_eq!(inv.consume_token(&t2, Role::Monitor, 1_000).unwrap(), Err(TokenRefusal::Expired));
+        assert_eq!(inv.live_tokens(10).unwrap().len(), 1);
+        drop(inv);
+        let raw = std::fs::read(&path).unwrap();
+        let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
+        for bytes in [raw, wal] {
+            let hay = String::from_utf8_lossy(&bytes);
+            assert!(!hay.contains(t.expose_secret()), "token stored in clear");
+        }
+    }
+
+    #[test]
+    fn agents_are_recorded_revoked_and_seen_by_other_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inv.db");
+        let inv = Inventory::open(&path).unwrap();
+        let ca = certs::CertificateAuthority::load_or_create(dir.path()).unwrap();
+        let (_, csr) = certs::AgentIdentity::new_key_and_csr().unwrap();
+        let id = AgentId::generate();
+        let cert = ca.sign_agent(&csr, &id, Role::Monitor, Duration::from_secs(60)).unwrap();
+        let facts = AgentFacts { hostname: "web1", os: "Debian", arch: "x86_64", agent_version: "0.1" };
+        inv.record_enrollment(&cert, &facts, &policy(1), 5).unwrap();
+        inv.record_connect(&id, &facts, "127.0.0.1:5000", 6).unwrap();
+        let agents = inv.agents().unwrap();
+        assert_eq!(agents.len(), 1);
+        assert_eq!(agents[0].group.as_deref(), Some("shop"));
+        assert_eq!(agents[0].last_seen, Some(6));
+        assert!(agents[0].online);
+        inv.reset_online().unwrap();
+        assert!(!inv.agents().unwrap()[0].online);
+
+        let v0 = inv.data_version().unwrap();
+        let other = Inventory::open(&path).unwrap();
+        assert!(other.revoke(&id, 7).unwrap());
+        assert!(!other.revoke(&AgentId::generate(), 7).unwrap());
+        assert_ne!(inv.data_version().unwrap(), v0, "another process's change went unnoticed");
+        assert!(inv.revoked_ids().unwrap().contains(&id));
+    }
+}

@@ -1,0 +1,90 @@
+//! Builds the whole controller from [`Settings`]: `main` and the tests call
+//! the same [`Controller::start`], the tests on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use certs::CertificateAuthority;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::gateway::{Gateway, Registry};
+use crate::inventory::Inventory;
+use crate::web;
+
+/// File name of the inventory inside the data directory.
+pub const INVENTORY_FILE: &str = "inventory.db";
+
+/// Opens what the data directory holds (creating it on first start).
+pub fn open_data_dir(settings: &Settings) -> anyhow::Result<(Arc<Inventory>, Arc<CertificateAuthority>)> {
+    let dir = &settings.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let ca = CertificateAuthority::load_or_create(dir).context("loading the controller CA")?;
+    let inventory = Inventory::open(&dir.join(INVENTORY_FILE)).context("opening the inventory")?;
+    Ok((Arc::new(inventory), Arc::new(ca)))
+}
+
+/// A running controller.
+pub struct Controller {
+    pub gateway_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub inventory: Arc<Inventory>,
+    pub ca: Arc<CertificateAuthority>,
+    pub registry: Arc<Registry>,
+    shutdown: CancellationToken,
+    gateway: Arc<Gateway>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Controller {
+    pub async fn start(settings: &Settings) -> anyhow::Result<Controller> {
+        certs::tls::install_default_provider();
+        let (inventory, ca) = open_data_dir(settings)?;
+        let gateway = Gateway::bind(&settings.gateway, inventory.clone(), ca.clone())
+            .with_context(|| format!("binding the agent gateway on {}", settings.gateway.listen))?;
+        let listener = tokio::net::TcpListener::bind(settings.web.listen)
+            .await
+            .with_context(|| format!("binding HTTP on {}", settings.web.listen))?;
+        let http_addr = listener.local_addr()?;
+        let gateway_addr = gateway.local_addr();
+        let registry = gateway.registry();
+        let shutdown = CancellationToken::new();
+        let gateway = Arc::new(gateway);
+        let g = gateway.clone();
+        let s = shutdown.clone();
+        let gateway_task = tokio::spawn(g.run(s));
+        let state = web::AppState {
+            inventory: inventory.clone(),
+            registry: registry.clone(),
+        };
+        let web_task = tokio::spawn(web::serve(listener, state, shutdown.clone()));
+        Ok(Controller {
+            gateway_addr,
+            http_addr,
+            inventory,
+            ca,
+            registry,
+            shutdown,
+            gateway,
+            tasks: vec![gateway_task, web_task],
+        })
+    }
+
+    pub fn revoke(&self, id: &certs::AgentId) -> anyhow::Result<bool> {
+        Ok(self.gateway.revoke(id)?)
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops serving and waits for every task to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

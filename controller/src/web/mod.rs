@@ -1,0 +1,109 @@
+//! HTTP: the JSON API (and later the web UI). The only module that knows
+//! HTTP and JSON; it reads state through the gateway registry and the
+//! inventory and holds none of its own.
+//!
+//! For now: `GET /api/agents`, read-only, unauthenticated, meant for a
+//! loopback listener (the default). Authentication arrives with the users
+//! and permissions of the inventory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::gateway::Registry;
+use crate::inventory::Inventory;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub inventory: Arc<Inventory>,
+    pub registry: Arc<Registry>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/agents", get(agents))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// One agent as the API shows it: what the inventory knows plus whether it
+/// is connected now.
+#[derive(Debug, Serialize)]
+struct AgentView {
+    id: String,
+    role: String,
+    hostname: String,
+    os: String,
+    arch: String,
+    agent_version: String,
+    group: Option<String>,
+    room: Option<String>,
+    connected: bool,
+    revoked: bool,
+    address: Option<String>,
+    /// Unix seconds.
+    enrolled_at: u64,
+    /// Unix milliseconds, while connected.
+    connected_since: Option<u64>,
+    /// Unix milliseconds, while connected.
+    last_heartbeat: Option<u64>,
+    /// Unix seconds of the last contact when not connected.
+    last_seen: Option<u64>,
+    /// Unix seconds.
+    cert_not_after: u64,
+}
+
+async fn agents(State(st): State<AppState>) -> Response {
+    let known = match st.inventory.agents() {
+        Ok(k) => k,
+        Err(e) => {
+            error!(error = %e, "listing agents");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "inventory unavailable").into_response();
+        }
+    };
+    let views: Vec<AgentView> = known
+        .into_iter()
+        .map(|k| {
+            let live = st.registry.get(&k.id);
+            AgentView {
+                id: k.id.to_string(),
+                role: k.role.to_string(),
+                hostname: live.as_ref().map_or(k.hostname, |l| l.hostname.clone()),
+                os: live.as_ref().map_or(k.os, |l| l.os.clone()),
+                arch: live.as_ref().map_or(k.arch, |l| l.arch.clone()),
+                agent_version: live.as_ref().map_or(k.agent_version, |l| l.agent_version.clone()),
+                group: k.group,
+                room: k.room,
+                connected: live.is_some(),
+                revoked: k.revoked_at.is_some(),
+                address: live.as_ref().map(|l| l.address.to_string()).or(k.last_address),
+                enrolled_at: k.enrolled_at,
+                connected_since: live.as_ref().map(|l| l.connected_since),
+                last_heartbeat: live.as_ref().map(|l| l.last_heartbeat),
+                last_seen: k.last_seen,
+                cert_not_after: k.cert_not_after,
+            }
+        })
+        .collect();
+    Json(views).into_response()
+}
+
+/// Serves HTTP on an already bound listener until `shutdown`.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: CancellationToken) {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    info!(?addr, "HTTP API listening");
+    let r = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = r {
+        error!(error = %e, "HTTP server failed");
+    }
+}
