@@ -24,6 +24,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let cfg = match args.link.resolve(Role::Jmeter, env!("CARGO_PKG_VERSION")) {

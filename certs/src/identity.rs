@@ -175,7 +175,10 @@ mod tests {
         assert_eq!(back.agent_id, id);
         use std::os::unix::fs::PermissionsExt;
         for f in [KEY_FILE, CERT_FILE, CA_FILE] {
-            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
 

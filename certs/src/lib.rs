@@ -87,7 +87,9 @@ impl std::str::FromStr for Role {
         match s {
             "monitor" => Ok(Role::Monitor),
             "jmeter" => Ok(Role::Jmeter),
-            other => Err(format!("unknown role {other:?}: expected monitor or jmeter")),
+            other => Err(format!(
+                "unknown role {other:?}: expected monitor or jmeter"
+            )),
         }
     }
 }
@@ -118,11 +120,15 @@ impl TryFrom<String> for AgentId {
     fn try_from(s: String) -> Result<Self, String> {
         let ok = s.len() == 19
             && s.starts_with("ag-")
-            && s[3..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            && s[3..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
         if ok {
             Ok(AgentId(s))
         } else {
-            Err(format!("invalid agent id {s:?}: expected ag- and 16 lowercase hex digits"))
+            Err(format!(
+                "invalid agent id {s:?}: expected ag- and 16 lowercase hex digits"
+            ))
         }
     }
 }
@@ -177,7 +183,14 @@ mod tests {
     fn agent_ids_parse_strictly() {
         let id = AgentId::generate();
         assert_eq!(id.as_str().parse::<AgentId>().unwrap(), id);
-        for bad in ["", "ag-", "ag-XYZ", "ag-0123456789ABCDEF", "xx-0123456789abcdef", "ag-0123456789abcdef0"] {
+        for bad in [
+            "",
+            "ag-",
+            "ag-XYZ",
+            "ag-0123456789ABCDEF",
+            "xx-0123456789abcdef",
+            "ag-0123456789abcdef0",
+        ] {
             assert!(bad.parse::<AgentId>().is_err(), "{bad} accepted");
         }
     }

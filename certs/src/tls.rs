@@ -13,11 +13,11 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
     ServerConfig, SignatureScheme,
@@ -50,7 +50,10 @@ pub struct RevocationList(Arc<RwLock<HashSet<AgentId>>>);
 
 impl RevocationList {
     pub fn contains(&self, id: &AgentId) -> bool {
-        self.0.read().expect("revocation lock poisoned").contains(id)
+        self.0
+            .read()
+            .expect("revocation lock poisoned")
+            .contains(id)
     }
 
     pub fn insert(&self, id: AgentId) {

@@ -35,7 +35,10 @@ impl JoinToken {
 
     /// Accepts only the shape we issue, so a typo fails fast and clearly.
     pub fn parse(s: &str) -> Result<JoinToken, TokenRefusal> {
-        let body = s.trim().strip_prefix(PREFIX).ok_or(TokenRefusal::Malformed)?;
+        let body = s
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or(TokenRefusal::Malformed)?;
         match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body) {
             Ok(bytes) if bytes.len() == SECRET_BYTES => Ok(JoinToken(s.trim().to_string())),
             _ => Err(TokenRefusal::Malformed),
@@ -113,7 +116,10 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.expose_secret().len() >= PREFIX.len() + 27);
         assert_eq!(JoinToken::parse(a.expose_secret()).unwrap(), a);
-        assert_eq!(a.hash(), JoinToken::parse(a.expose_secret()).unwrap().hash());
+        assert_eq!(
+            a.hash(),
+            JoinToken::parse(a.expose_secret()).unwrap().hash()
+        );
         assert!(!format!("{a:?}").contains(a.expose_secret()));
         for bad in ["", "mpt_", "mpt_short", "xyz_AAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
             assert_eq!(JoinToken::parse(bad), Err(TokenRefusal::Malformed), "{bad}");

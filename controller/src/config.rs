@@ -114,7 +114,9 @@ impl Settings {
             origin: origin.to_string(),
             message,
         };
-        let mut table: toml::Table = toml_text.parse().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        let mut table: toml::Table = toml_text
+            .parse()
+            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
         for (key, value) in env {
             let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -178,7 +180,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -204,13 +209,20 @@ mod tests {
 
     #[test]
     fn mistakes_are_reported_with_their_origin() {
-        let e = Settings::from_parts("[gateway]\nlisten = \"nope\"", "/etc/mp.toml", &[]).unwrap_err();
+        let e =
+            Settings::from_parts("[gateway]\nlisten = \"nope\"", "/etc/mp.toml", &[]).unwrap_err();
         assert!(e.to_string().starts_with("/etc/mp.toml:"), "{e}");
         let e = Settings::from_parts("colour = 1", "f", &[]).unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
-        let e = Settings::from_parts("", "f", &env(&[("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", "0")])).unwrap_err();
+        let e = Settings::from_parts(
+            "",
+            "f",
+            &env(&[("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", "0")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("heartbeat_secs"), "{e}");
-        let e = Settings::from_parts("", "f", &env(&[("MYPLATFORM_DATA_DIR__X", "1")])).unwrap_err();
+        let e =
+            Settings::from_parts("", "f", &env(&[("MYPLATFORM_DATA_DIR__X", "1")])).unwrap_err();
         assert!(e.to_string().contains("data_dir"), "{e}");
     }
 }

@@ -69,7 +69,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     let ctl = Controller::start(&settings).await?;
     let mut children: Vec<(&str, Child)> = Vec::new();
-    for (role, name) in [(Role::Monitor, "agent-monitor"), (Role::Jmeter, "agent-jmeter")] {
+    for (role, name) in [
+        (Role::Monitor, "agent-monitor"),
+        (Role::Jmeter, "agent-jmeter"),
+    ] {
         let state_dir = data_dir.join(name);
         let mut cmd = Command::new(sibling_binary(name)?);
         cmd.arg("--controller")
@@ -79,7 +82,14 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if AgentIdentity::load(&state_dir)?.is_none() {
-            let t = create_token(&ctl.inventory, role, 1, Duration::from_secs(600), None, None)?;
+            let t = create_token(
+                &ctl.inventory,
+                role,
+                1,
+                Duration::from_secs(600),
+                None,
+                None,
+            )?;
             // Through the environment, not argv: other users can read argv.
             cmd.env("MYPLATFORM_TOKEN", t.token.expose_secret())
                 .env("MYPLATFORM_CA_PIN", ctl.ca.pin().as_str());
@@ -89,7 +99,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
 
     println!();
-    println!("MyPlatform demo is running (data in {})", data_dir.display());
+    println!(
+        "MyPlatform demo is running (data in {})",
+        data_dir.display()
+    );
     println!("  agents:      http://{}/api/agents", ctl.http_addr);
     println!("  gateway:     {} (QUIC, mutual TLS)", ctl.gateway_addr);
     println!("  CA pin:      {}", ctl.ca.pin());
@@ -125,7 +138,11 @@ async fn first_exit<'a>(children: &mut [(&'a str, Child)]) -> (&'a str, String) 
     let waits = children.iter_mut().map(|(name, c)| {
         let name = *name;
         Box::pin(async move {
-            let status = c.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            let status = c
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
             (name, status)
         })
     });

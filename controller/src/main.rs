@@ -86,6 +86,7 @@ fn init_logging() {
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -137,14 +138,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "token for {uses} {role} agent(s), valid for {}; run on the new host:",
                 humantime::format_duration(ttl)
             );
-            println!("{}", install_command(*role, &s.advertised_gateway(), &t.token, &ca.pin()));
+            println!(
+                "{}",
+                install_command(*role, &s.advertised_gateway(), &t.token, &ca.pin())
+            );
             Ok(())
         }
         Cmd::Token(TokenCmd::List) => {
             let s = settings(&cli)?;
             let (inventory, _) = open_data_dir(&s)?;
             let now = unix_now();
-            println!("{:<8} {:>5} {:<12} {:<12} EXPIRES IN", "ROLE", "USES", "GROUP", "ROOM");
+            println!(
+                "{:<8} {:>5} {:<12} {:<12} EXPIRES IN",
+                "ROLE", "USES", "GROUP", "ROOM"
+            );
             for t in inventory.live_tokens(now)? {
                 println!(
                     "{:<8} {:>5} {:<12} {:<12} {}",
@@ -152,7 +159,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     t.uses_left,
                     t.group.as_deref().unwrap_or("-"),
                     t.room.as_deref().unwrap_or("-"),
-                    humantime::format_duration(Duration::from_secs(t.expires_at.saturating_sub(now)))
+                    humantime::format_duration(Duration::from_secs(
+                        t.expires_at.saturating_sub(now)
+                    ))
                 );
             }
             Ok(())
@@ -175,7 +184,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let seen = a
                     .last_seen
-                    .map(|t| format!("{} ago", humantime::format_duration(Duration::from_secs(now.saturating_sub(t)))))
+                    .map(|t| {
+                        format!(
+                            "{} ago",
+                            humantime::format_duration(Duration::from_secs(now.saturating_sub(t)))
+                        )
+                    })
                     .unwrap_or_else(|| "never".into());
                 println!(
                     "{:<19} {:<7} {:<20} {:<8} {:<9} {:<10} {seen}",

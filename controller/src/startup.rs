@@ -18,9 +18,12 @@ use crate::web;
 pub const INVENTORY_FILE: &str = "inventory.db";
 
 /// Opens what the data directory holds (creating it on first start).
-pub fn open_data_dir(settings: &Settings) -> anyhow::Result<(Arc<Inventory>, Arc<CertificateAuthority>)> {
+pub fn open_data_dir(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<Inventory>, Arc<CertificateAuthority>)> {
     let dir = &settings.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
     let ca = CertificateAuthority::load_or_create(dir).context("loading the controller CA")?;
     let inventory = Inventory::open(&dir.join(INVENTORY_FILE)).context("opening the inventory")?;
     Ok((Arc::new(inventory), Arc::new(ca)))

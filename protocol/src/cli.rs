@@ -147,4 +147,3 @@ async fn terminate() {
         _ = int.recv() => {}
     }
 }
-

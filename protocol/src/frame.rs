@@ -138,11 +138,19 @@ mod tests {
             }
         });
         for m in &msgs {
-            let got: AgentMsg = read_frame(&mut b, MAX_CONTROL_FRAME).await.unwrap().unwrap();
+            let got: AgentMsg = read_frame(&mut b, MAX_CONTROL_FRAME)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(&got, m);
         }
         writer.await.unwrap();
-        assert!(read_frame::<_, AgentMsg>(&mut b, MAX_CONTROL_FRAME).await.unwrap().is_none());
+        assert!(
+            read_frame::<_, AgentMsg>(&mut b, MAX_CONTROL_FRAME)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -151,7 +159,13 @@ mod tests {
         let err = read_frame::<_, AgentMsg>(&mut input, MAX_CONTROL_FRAME)
             .await
             .unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { len: 0xffff_ffff, .. }));
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                len: 0xffff_ffff,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

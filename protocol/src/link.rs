@@ -140,7 +140,10 @@ pub enum LinkState {
         last_error: Option<String>,
     },
     /// `epoch` grows by one at each successful (re)connection.
-    Connected { agent_id: AgentId, epoch: u64 },
+    Connected {
+        agent_id: AgentId,
+        epoch: u64,
+    },
     Stopped,
 }
 
@@ -238,7 +241,9 @@ impl LinkHandle {
         let mut rx = self.state.clone();
         loop {
             match &*rx.borrow_and_update() {
-                LinkState::Connected { agent_id, epoch } => return Some((agent_id.clone(), *epoch)),
+                LinkState::Connected { agent_id, epoch } => {
+                    return Some((agent_id.clone(), *epoch));
+                }
                 LinkState::Stopped => return None,
                 _ => {}
             }
@@ -402,22 +407,20 @@ impl Runner {
             .await
             .map_err(|e| LinkError::Connection(format!("resolve {}: {e}", self.cfg.controller)))?
             .next()
-            .ok_or_else(|| LinkError::Connection(format!("{} has no address", self.cfg.controller)))?;
+            .ok_or_else(|| {
+                LinkError::Connection(format!("{} has no address", self.cfg.controller))
+            })?;
         if let Some(ep) = &self.cfg.endpoint {
             return Ok((addr, ep.clone()));
         }
         if self.endpoint.is_none() {
-            self.endpoint = Some(
-                endpoint::client_for(addr).map_err(|e| LinkError::Connection(e.to_string()))?,
-            );
+            self.endpoint =
+                Some(endpoint::client_for(addr).map_err(|e| LinkError::Connection(e.to_string()))?);
         }
         Ok((addr, self.endpoint.clone().expect("endpoint just set")))
     }
 
-    async fn connect(
-        &mut self,
-        tls: rustls::ClientConfig,
-    ) -> Result<Connection, LinkError> {
+    async fn connect(&mut self, tls: rustls::ClientConfig) -> Result<Connection, LinkError> {
         let (addr, ep) = self.resolve().await?;
         let cfg = endpoint::client_config(tls).map_err(|e| LinkError::Connection(e.to_string()))?;
         let connecting = ep
@@ -454,7 +457,10 @@ impl Runner {
             Ok(r) => r,
             // The close frame (with its reason) may beat the data.
             Err(e) => {
-                return Err(conn.close_reason().map(|c| classify_close(&c)).unwrap_or(e.into()));
+                return Err(conn
+                    .close_reason()
+                    .map(|c| classify_close(&c))
+                    .unwrap_or(e.into()));
             }
         };
         let identity = match reply {
@@ -522,9 +528,9 @@ impl Runner {
             }
         };
         let heartbeat = match frame::decode::<ControllerMsg>(&first) {
-            Ok(ControllerMsg::Welcome {
-                heartbeat_secs, ..
-            }) => Duration::from_secs(u64::from(heartbeat_secs.max(1))),
+            Ok(ControllerMsg::Welcome { heartbeat_secs, .. }) => {
+                Duration::from_secs(u64::from(heartbeat_secs.max(1)))
+            }
             Ok(ControllerMsg::Rejected { reason }) => return Err(LinkError::Rejected(reason)),
             Ok(other) => {
                 return Err(LinkError::Connection(format!(

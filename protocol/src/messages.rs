@@ -85,9 +85,14 @@ pub fn os_release_pretty_name(contents: &str) -> Option<String> {
 pub enum AgentMsg {
     Hello(Hello),
     /// On the enrollment ALPN, right after `Hello`.
-    Enroll { token: String, csr_pem: String },
+    Enroll {
+        token: String,
+        csr_pem: String,
+    },
     /// Liveness, on the control stream every `heartbeat_secs`.
-    Heartbeat { seq: u64 },
+    Heartbeat {
+        seq: u64,
+    },
 }
 
 /// Controller -> agent.
@@ -99,13 +104,17 @@ pub enum ControllerMsg {
         heartbeat_secs: u32,
     },
     /// Final: the connection closes after it; retrying will not help.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
     Enrolled {
         agent_id: AgentId,
         cert_pem: String,
         ca_pem: String,
     },
-    HeartbeatAck { seq: u64 },
+    HeartbeatAck {
+        seq: u64,
+    },
 }
 
 /// Reads the protocol version out of an encoded `AgentMsg::Hello` (or

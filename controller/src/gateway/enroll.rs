@@ -31,11 +31,23 @@ pub(super) async fn handle(shared: Arc<Shared>, conn: Connection) {
     let (token, csr_pem) = match request {
         Ok(Ok(Some(AgentMsg::Enroll { token, csr_pem }))) => (token, csr_pem),
         Ok(Ok(_)) => {
-            refuse(&conn, Some(&mut send), close::REJECTED, "expected Enroll after Hello").await;
+            refuse(
+                &conn,
+                Some(&mut send),
+                close::REJECTED,
+                "expected Enroll after Hello",
+            )
+            .await;
             return;
         }
         Ok(Err(e)) => {
-            refuse(&conn, None, close::PROTOCOL_ERROR, &format!("bad Enroll frame: {e}")).await;
+            refuse(
+                &conn,
+                None,
+                close::PROTOCOL_ERROR,
+                &format!("bad Enroll frame: {e}"),
+            )
+            .await;
             return;
         }
         Err(_) => {
@@ -138,7 +150,12 @@ pub fn create_token(
 
 /// The one line an admin runs on the new host. It carries everything the
 /// agent needs to find and authenticate the controller.
-pub fn install_command(role: certs::Role, controller: &str, token: &JoinToken, pin: &certs::CaPin) -> String {
+pub fn install_command(
+    role: certs::Role,
+    controller: &str,
+    token: &JoinToken,
+    pin: &certs::CaPin,
+) -> String {
     let binary = match role {
         certs::Role::Monitor => "agent-monitor",
         certs::Role::Jmeter => "agent-jmeter",

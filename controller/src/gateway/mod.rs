@@ -126,8 +126,10 @@ impl Gateway {
         self.shared
             .registry
             .close_all(close::SHUTDOWN, "controller shutting down");
-        self.endpoint
-            .close(VarInt::from_u32(close::SHUTDOWN), b"controller shutting down");
+        self.endpoint.close(
+            VarInt::from_u32(close::SHUTDOWN),
+            b"controller shutting down",
+        );
         tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), async {
             tasks.wait().await;
@@ -169,7 +171,10 @@ async fn watch_inventory(shared: Arc<Shared>, shutdown: CancellationToken) {
         match shared.inventory.revoked_ids() {
             Ok(ids) => {
                 for id in shared.revoked.replace(ids) {
-                    if shared.registry.close(&id, close::REVOKED, "certificate revoked") {
+                    if shared
+                        .registry
+                        .close(&id, close::REVOKED, "certificate revoked")
+                    {
                         info!(agent_id = %id, "revoked agent disconnected");
                     }
                 }
@@ -199,7 +204,8 @@ async fn refuse(conn: &Connection, send: Option<&mut SendStream>, code: u32, rea
         let msg = ControllerMsg::Rejected {
             reason: reason.to_string(),
         };
-        let _ = tokio::time::timeout(Duration::from_millis(500), frame::write_frame(send, &msg)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_millis(500), frame::write_frame(send, &msg)).await;
     }
     conn.close(VarInt::from_u32(code), reason.as_bytes());
 }
@@ -237,9 +243,10 @@ async fn accept_hello(conn: &Connection) -> Result<(SendStream, RecvStream, Hell
 
 async fn agent_session(shared: Arc<Shared>, conn: Connection) {
     let remote = conn.remote_address();
-    let chain = conn
-        .peer_identity()
-        .and_then(|i| i.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok());
+    let chain = conn.peer_identity().and_then(|i| {
+        i.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .ok()
+    });
     let Some(chain) = chain else {
         refuse(
             &conn,
@@ -253,7 +260,13 @@ async fn agent_session(shared: Arc<Shared>, conn: Connection) {
     let (agent_id, role) = match certs::tls::peer_agent(&chain) {
         Ok(x) => x,
         Err(e) => {
-            refuse(&conn, None, close::REJECTED, &format!("unusable certificate: {e}")).await;
+            refuse(
+                &conn,
+                None,
+                close::REJECTED,
+                &format!("unusable certificate: {e}"),
+            )
+            .await;
             return;
         }
     };
@@ -290,9 +303,10 @@ async fn agent_session(shared: Arc<Shared>, conn: Connection) {
         arch: &hello.arch,
         agent_version: &hello.agent_version,
     };
-    if let Err(e) = shared
-        .inventory
-        .record_connect(&agent_id, &facts, &remote.to_string(), unix_now())
+    if let Err(e) =
+        shared
+            .inventory
+            .record_connect(&agent_id, &facts, &remote.to_string(), unix_now())
     {
         warn!(%agent_id, error = %e, "cannot record the connection");
     }
@@ -311,7 +325,12 @@ async fn agent_session(shared: Arc<Shared>, conn: Connection) {
         }
         let _ = send.finish();
     });
-    let bulk = tokio::spawn(accept_bulk(shared.clone(), conn.clone(), agent_id.clone(), tx.clone()));
+    let bulk = tokio::spawn(accept_bulk(
+        shared.clone(),
+        conn.clone(),
+        agent_id.clone(),
+        tx.clone(),
+    ));
 
     let end = loop {
         match frame::read_frame::<_, AgentMsg>(&mut recv, MAX_CONTROL_FRAME).await {
@@ -322,7 +341,11 @@ async fn agent_session(shared: Arc<Shared>, conn: Connection) {
                 }
             }
             Ok(None) => break "control stream closed by the agent".to_string(),
-            Err(FrameError::Io(e)) => break format!("{e}"),
+            Err(FrameError::Io(e)) => {
+                break conn
+                    .close_reason()
+                    .map_or_else(|| e.to_string(), |c| c.to_string());
+            }
             Err(e) => {
                 let reason = format!("control stream: {e}");
                 refuse(&conn, None, close::PROTOCOL_ERROR, &reason).await;
@@ -366,7 +389,13 @@ async fn accept_bulk(
                     Ok(None) => return,
                     Err(FrameError::Io(_)) => return,
                     Err(e) => {
-                        refuse(&conn, None, close::PROTOCOL_ERROR, &format!("bulk stream: {e}")).await;
+                        refuse(
+                            &conn,
+                            None,
+                            close::PROTOCOL_ERROR,
+                            &format!("bulk stream: {e}"),
+                        )
+                        .await;
                         return;
                     }
                 }

@@ -46,7 +46,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("connected", &self.len()).finish()
+        f.debug_struct("Registry")
+            .field("connected", &self.len())
+            .finish()
     }
 }
 

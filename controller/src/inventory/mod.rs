@@ -101,13 +101,15 @@ impl std::fmt::Debug for Inventory {
 }
 
 fn role_of(s: String) -> rusqlite::Result<Role> {
-    s.parse()
-        .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+    s.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 fn id_of(s: String) -> rusqlite::Result<AgentId> {
-    s.parse()
-        .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+    s.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 impl Inventory {
@@ -327,7 +329,10 @@ impl Inventory {
 
     /// At start-up nobody is connected yet, whatever a crash left behind.
     pub fn reset_online(&self) -> Result<()> {
-        self.with(|c| c.execute("UPDATE agents SET online = 0 WHERE online != 0", []).map(drop))
+        self.with(|c| {
+            c.execute("UPDATE agents SET online = 0 WHERE online != 0", [])
+                .map(drop)
+        })
     }
 
     pub fn agents(&self) -> Result<Vec<KnownAgent>> {
@@ -420,18 +425,35 @@ mod tests {
         let inv = Inventory::open(&path).unwrap();
         let t = JoinToken::generate();
         inv.create_token(&t, &policy(2), 1).unwrap();
-        assert_eq!(inv.consume_token(&t, Role::Monitor, 10).unwrap(), Ok(policy(2)));
-        assert_eq!(inv.consume_token(&t, Role::Jmeter, 10).unwrap().unwrap_err(),
-            TokenRefusal::WrongRole { token: Role::Monitor, agent: Role::Jmeter });
-        assert!(inv.consume_token(&t, Role::Monitor, 10).unwrap().is_ok());
-        assert_eq!(inv.consume_token(&t, Role::Monitor, 10).unwrap(), Err(TokenRefusal::UsedUp));
         assert_eq!(
-            inv.consume_token(&JoinToken::generate(), Role::Monitor, 10).unwrap(),
+            inv.consume_token(&t, Role::Monitor, 10).unwrap(),
+            Ok(policy(2))
+        );
+        assert_eq!(
+            inv.consume_token(&t, Role::Jmeter, 10)
+                .unwrap()
+                .unwrap_err(),
+            TokenRefusal::WrongRole {
+                token: Role::Monitor,
+                agent: Role::Jmeter
+            }
+        );
+        assert!(inv.consume_token(&t, Role::Monitor, 10).unwrap().is_ok());
+        assert_eq!(
+            inv.consume_token(&t, Role::Monitor, 10).unwrap(),
+            Err(TokenRefusal::UsedUp)
+        );
+        assert_eq!(
+            inv.consume_token(&JoinToken::generate(), Role::Monitor, 10)
+                .unwrap(),
             Err(TokenRefusal::Unknown)
         );
         let t2 = JoinToken::generate();
         inv.create_token(&t2, &policy(1), 1).unwrap();
-        assert_eq!(inv.consume_token(&t2, Role::Monitor, 1_000).unwrap(), Err(TokenRefusal::Expired));
+        assert_eq!(
+            inv.consume_token(&t2, Role::Monitor, 1_000).unwrap(),
+            Err(TokenRefusal::Expired)
+        );
         assert_eq!(inv.live_tokens(10).unwrap().len(), 1);
         drop(inv);
         let raw = std::fs::read(&path).unwrap();
@@ -450,10 +472,18 @@ mod tests {
         let ca = certs::CertificateAuthority::load_or_create(dir.path()).unwrap();
         let (_, csr) = certs::AgentIdentity::new_key_and_csr().unwrap();
         let id = AgentId::generate();
-        let cert = ca.sign_agent(&csr, &id, Role::Monitor, Duration::from_secs(60)).unwrap();
-        let facts = AgentFacts { hostname: "web1", os: "Debian", arch: "x86_64", agent_version: "0.1" };
+        let cert = ca
+            .sign_agent(&csr, &id, Role::Monitor, Duration::from_secs(60))
+            .unwrap();
+        let facts = AgentFacts {
+            hostname: "web1",
+            os: "Debian",
+            arch: "x86_64",
+            agent_version: "0.1",
+        };
         inv.record_enrollment(&cert, &facts, &policy(1), 5).unwrap();
-        inv.record_connect(&id, &facts, "127.0.0.1:5000", 6).unwrap();
+        inv.record_connect(&id, &facts, "127.0.0.1:5000", 6)
+            .unwrap();
         let agents = inv.agents().unwrap();
         assert_eq!(agents.len(), 1);
         assert_eq!(agents[0].group.as_deref(), Some("shop"));
@@ -466,7 +496,11 @@ mod tests {
         let other = Inventory::open(&path).unwrap();
         assert!(other.revoke(&id, 7).unwrap());
         assert!(!other.revoke(&AgentId::generate(), 7).unwrap());
-        assert_ne!(inv.data_version().unwrap(), v0, "another process's change went unnoticed");
+        assert_ne!(
+            inv.data_version().unwrap(),
+            v0,
+            "another process's change went unnoticed"
+        );
         assert!(inv.revoked_ids().unwrap().contains(&id));
     }
 }

@@ -79,12 +79,17 @@ async fn agents(State(st): State<AppState>) -> Response {
                 hostname: live.as_ref().map_or(k.hostname, |l| l.hostname.clone()),
                 os: live.as_ref().map_or(k.os, |l| l.os.clone()),
                 arch: live.as_ref().map_or(k.arch, |l| l.arch.clone()),
-                agent_version: live.as_ref().map_or(k.agent_version, |l| l.agent_version.clone()),
+                agent_version: live
+                    .as_ref()
+                    .map_or(k.agent_version, |l| l.agent_version.clone()),
                 group: k.group,
                 room: k.room,
                 connected: live.is_some(),
                 revoked: k.revoked_at.is_some(),
-                address: live.as_ref().map(|l| l.address.to_string()).or(k.last_address),
+                address: live
+                    .as_ref()
+                    .map(|l| l.address.to_string())
+                    .or(k.last_address),
                 enrolled_at: k.enrolled_at,
                 connected_since: live.as_ref().map(|l| l.connected_since),
                 last_heartbeat: live.as_ref().map(|l| l.last_heartbeat),
@@ -97,7 +102,11 @@ async fn agents(State(st): State<AppState>) -> Response {
 }
 
 /// Serves HTTP on an already bound listener until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     info!(?addr, "HTTP API listening");
     let r = axum::serve(listener, router(state))
