@@ -25,8 +25,10 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(15);
 
 fn settings(dir: &Path, gateway: SocketAddr) -> Settings {
-    let mut s = Settings::default();
-    s.data_dir = dir.to_path_buf();
+    let mut s = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
     s.gateway.listen = gateway;
     s.gateway.heartbeat_secs = 1;
     s.web.listen = "127.0.0.1:0".parse().unwrap();
