@@ -32,6 +32,10 @@ struct Args {
     /// Seconds of steady state to measure.
     #[arg(long, default_value_t = 30)]
     hold: u64,
+    /// Agents enrolling at once. A fleet enrolls gradually; an all-at-once
+    /// herd of first enrollments would time some out and burn token uses.
+    #[arg(long, default_value_t = 500)]
+    enroll_wave: usize,
     /// The controller's pid, for RSS and CPU.
     #[arg(long)]
     controller_pid: u32,
@@ -68,6 +72,7 @@ async fn connect_all(
     stores: &[IdentityStore],
     endpoints: &[quinn::Endpoint],
     with_token: bool,
+    wave: usize,
 ) -> anyhow::Result<(
     Vec<tokio::task::JoinHandle<Result<(), protocol::LinkError>>>,
     CancellationToken,
@@ -75,39 +80,51 @@ async fn connect_all(
 )> {
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let mut handles = Vec::new();
     let mut tasks = Vec::new();
-    for (i, store) in stores.iter().enumerate() {
-        let mut cfg = LinkConfig::new(args.controller.clone(), store.clone(), Role::Monitor);
-        cfg.endpoint = Some(endpoints[i % endpoints.len()].clone());
-        if with_token {
-            cfg.token = Some(args.token.clone());
-            cfg.ca_pin = Some(args.ca_pin.clone());
+    for chunk in stores.chunks(wave.max(1)) {
+        let mut handles = Vec::new();
+        let first = tasks.len();
+        for store in chunk {
+            let i = tasks.len();
+            let mut cfg = LinkConfig::new(args.controller.clone(), store.clone(), Role::Monitor);
+            cfg.endpoint = Some(endpoints[i % endpoints.len()].clone());
+            if with_token {
+                cfg.token = Some(args.token.clone());
+                cfg.ca_pin = Some(args.ca_pin.clone());
+            }
+            let (h, rx, t) = Link::spawn(cfg, shutdown.clone());
+            // Drain controller messages so the link never blocks.
+            tokio::spawn(async move {
+                let mut rx = rx;
+                while rx.recv().await.is_some() {}
+            });
+            handles.push(h);
+            tasks.push(t);
         }
-        let (h, rx, t) = Link::spawn(cfg, shutdown.clone());
-        // Drain controller messages so the link never blocks.
-        tokio::spawn(async move {
-            let mut rx = rx;
-            while rx.recv().await.is_some() {}
-        });
-        handles.push(h);
-        tasks.push(t);
+        wait_connected(&handles, &mut tasks[first..]).await?;
     }
+    Ok((tasks, shutdown, started.elapsed()))
+}
+
+async fn wait_connected(
+    handles: &[protocol::LinkHandle],
+    tasks: &mut [tokio::task::JoinHandle<Result<(), protocol::LinkError>>],
+) -> anyhow::Result<()> {
     for (i, h) in handles.iter().enumerate() {
         let r = tokio::time::timeout(Duration::from_secs(300), h.connected()).await;
         match r {
             Ok(Some(_)) => {}
-            Ok(None) => bail!("agent {i} stopped: {:?}", *h.state().borrow()),
+            Ok(None) => {
+                let why = (&mut tasks[i]).await;
+                bail!("an agent stopped: {why:?}")
+            }
             Err(_) => bail!(
-                "agent {i} not connected after 300 s: {:?}",
+                "an agent is not connected after 300 s: {:?}",
                 *h.state().borrow()
             ),
         }
     }
-    let took = started.elapsed();
-    // Keep the handles' state watchers alive only as long as needed.
-    drop(handles);
-    Ok((tasks, shutdown, took))
+    Ok(())
 }
 
 #[tokio::main]
@@ -127,7 +144,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Phase 1: enroll and connect (two handshakes each: enrollment, mTLS).
     let stores: Vec<IdentityStore> = (0..n).map(|_| IdentityStore::memory()).collect();
-    let (tasks, shutdown, enroll_took) = connect_all(&args, &stores, &endpoints, true).await?;
+    let (tasks, shutdown, enroll_took) =
+        connect_all(&args, &stores, &endpoints, true, args.enroll_wave.max(1)).await?;
     shutdown.cancel();
     for t in tasks {
         let _ = t.await;
@@ -136,7 +154,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Phase 2: reconnect the enrolled agents at once (mTLS handshake only),
     // as after a controller restart.
-    let (tasks, shutdown, connect_took) = connect_all(&args, &stores, &endpoints, false).await?;
+    let (tasks, shutdown, connect_took) =
+        connect_all(&args, &stores, &endpoints, false, n.max(1)).await?;
 
     // Phase 3: steady state with heartbeats.
     tokio::time::sleep(Duration::from_secs(5)).await;
