@@ -5,6 +5,8 @@
 //! - [`startup`]: builds and runs everything from `Settings` (used by
 //!   `main` and by tests).
 //! - [`inventory`]: SQLite; join tokens and enrolled agents so far.
+//! - [`metrics`]: samples from agent-monitor: de-duplication, newest
+//!   sample per host, fan-out to stores.
 //! - [`gateway`]: QUIC endpoint, enrollment, agent sessions, live registry.
 //! - [`web`]: HTTP JSON API; the only module that knows HTTP.
 //! - [`demo`]: the one-command local demo (controller + two local agents).
@@ -13,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod inventory;
+pub mod metrics;
 pub mod startup;
 pub mod web;
 

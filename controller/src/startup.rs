@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::gateway::{Gateway, Registry};
 use crate::inventory::Inventory;
+use crate::metrics::Metrics;
 use crate::web;
 
 /// File name of the inventory inside the data directory.
@@ -36,6 +37,7 @@ pub struct Controller {
     pub inventory: Arc<Inventory>,
     pub ca: Arc<CertificateAuthority>,
     pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     gateway: Arc<Gateway>,
     tasks: Vec<JoinHandle<()>>,
@@ -45,7 +47,8 @@ impl Controller {
     pub async fn start(settings: &Settings) -> anyhow::Result<Controller> {
         certs::tls::install_default_provider();
         let (inventory, ca) = open_data_dir(settings)?;
-        let gateway = Gateway::bind(&settings.gateway, inventory.clone(), ca.clone())
+        let metrics = Arc::new(Metrics::new(inventory.clone()).context("loading metric state")?);
+        let gateway = Gateway::bind(&settings.gateway, inventory.clone(), ca.clone(), metrics.clone())
             .with_context(|| format!("binding the agent gateway on {}", settings.gateway.listen))?;
         let listener = tokio::net::TcpListener::bind(settings.web.listen)
             .await
@@ -61,6 +64,7 @@ impl Controller {
         let state = web::AppState {
             inventory: inventory.clone(),
             registry: registry.clone(),
+            metrics: metrics.clone(),
         };
         let web_task = tokio::spawn(web::serve(listener, state, shutdown.clone()));
         Ok(Controller {
@@ -69,6 +73,7 @@ impl Controller {
             inventory,
             ca,
             registry,
+            metrics,
             shutdown,
             gateway,
             tasks: vec![gateway_task, web_task],

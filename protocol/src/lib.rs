@@ -2,6 +2,7 @@
 //!
 //! - [`messages`]: the serde message enums, `Hello`/`Welcome`/`Rejected`,
 //!   the protocol version and ALPNs, QUIC close codes.
+//! - [`metrics`]: host samples and facts as agent-monitor sends them.
 //! - [`frame`]: length-prefixed bincode frames with a size cap.
 //! - [`endpoint`]: QUIC endpoints (quinn) over the rustls configs of `certs`.
 //! - [`link`]: the agent side: enroll, connect with mutual TLS, heartbeat,
@@ -17,8 +18,9 @@ pub mod endpoint;
 pub mod frame;
 pub mod link;
 pub mod messages;
+pub mod metrics;
 
-pub use link::{Backoff, IdentityStore, Link, LinkConfig, LinkError, LinkHandle, LinkState};
+pub use link::{Backoff, BulkStream, IdentityStore, Link, LinkConfig, LinkError, LinkHandle, LinkState};
 pub use messages::{
     ALPN_AGENT, ALPN_ENROLL, AgentMsg, ControllerMsg, Hello, PROTOCOL_VERSION, close,
     peek_protocol_version,

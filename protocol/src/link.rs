@@ -277,6 +277,44 @@ impl LinkHandle {
     }
 }
 
+/// A long-lived stream of bulk frames in order (e.g. metric batches),
+/// separate from the control stream.
+#[derive(Debug)]
+pub struct BulkStream {
+    send: quinn::SendStream,
+}
+
+impl BulkStream {
+    pub async fn send(&mut self, msg: &AgentMsg) -> Result<(), LinkError> {
+        self.send_encoded(&frame::encode(msg)?).await
+    }
+
+    /// Writes a frame already encoded with [`frame::encode`] (e.g. read back
+    /// from an on-disk buffer), without decoding it again.
+    pub async fn send_encoded(&mut self, framed: &[u8]) -> Result<(), LinkError> {
+        self.send.write_all(framed).await?;
+        Ok(())
+    }
+
+    pub fn finish(mut self) {
+        let _ = self.send.finish();
+    }
+}
+
+impl LinkHandle {
+    /// Opens a bulk stream on the live connection.
+    pub async fn open_stream(&self) -> Result<BulkStream, LinkError> {
+        let conn = self
+            .conn
+            .borrow()
+            .clone()
+            .ok_or_else(|| LinkError::Connection("not connected".into()))?;
+        Ok(BulkStream {
+            send: conn.open_uni().await?,
+        })
+    }
+}
+
 pub struct Link;
 
 impl Link {

@@ -81,7 +81,7 @@ pub fn os_release_pretty_name(contents: &str) -> Option<String> {
 }
 
 /// Agent -> controller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello(Hello),
     /// On the enrollment ALPN, right after `Hello`.
@@ -92,6 +92,18 @@ pub enum AgentMsg {
     /// Liveness, on the control stream every `heartbeat_secs`.
     Heartbeat {
         seq: u64,
+    },
+    /// Host facts (agent-monitor), at connect and when they change.
+    HostFacts(crate::metrics::HostFacts),
+    /// Samples on the metrics stream. `seq` counts batches per agent from 1
+    /// and survives agent restarts; the controller acks with `MetricAck`
+    /// and ignores a `seq` it already stored (replays after reconnects).
+    MetricBatch {
+        seq: u64,
+        /// Batches the agent dropped before this one because its buffer
+        /// was full while the controller was unreachable.
+        dropped_before: u64,
+        samples: Vec<crate::metrics::HostSample>,
     },
 }
 
@@ -114,6 +126,16 @@ pub enum ControllerMsg {
     },
     HeartbeatAck {
         seq: u64,
+    },
+    /// Every metric batch up to and including `seq` is stored.
+    MetricAck {
+        seq: u64,
+    },
+    /// What agent-monitor should watch: the application identifier of the
+    /// host's group (`ps -ef | grep <identifier>`), or nothing. Sent at
+    /// connect and whenever it changes; no agent restart needed.
+    Watch {
+        identifier: Option<String>,
     },
 }
 

@@ -30,11 +30,13 @@ use tracing::{debug, info, warn};
 
 use crate::config::GatewaySettings;
 use crate::inventory::{AgentFacts, Inventory, unix_now};
+use crate::metrics::Metrics;
 pub use registry::{LiveAgent, Registry};
 
 /// How long a peer has to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often other processes' changes (revocations) are looked for.
+/// How often other processes' changes (revocations, watched applications)
+/// are looked for, and metric sequence numbers persisted.
 const INVENTORY_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,7 @@ pub enum Error {
 
 struct Shared {
     inventory: Arc<Inventory>,
+    metrics: Arc<Metrics>,
     ca: Arc<CertificateAuthority>,
     registry: Arc<Registry>,
     revoked: RevocationList,
@@ -66,6 +69,7 @@ impl Gateway {
         settings: &GatewaySettings,
         inventory: Arc<Inventory>,
         ca: Arc<CertificateAuthority>,
+        metrics: Arc<Metrics>,
     ) -> Result<Gateway, Error> {
         inventory.reset_online()?;
         let revoked = RevocationList::default();
@@ -76,6 +80,7 @@ impl Gateway {
             endpoint,
             shared: Arc::new(Shared {
                 inventory,
+                metrics,
                 ca,
                 registry: Arc::new(Registry::default()),
                 revoked,
@@ -154,20 +159,39 @@ fn revoke(shared: &Shared, id: &AgentId) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// Tells an agent-monitor which application to watch (it ignores a repeat).
+fn send_watch(shared: &Shared, id: &AgentId) {
+    match shared.inventory.app_identifier(id) {
+        Ok(identifier) => {
+            shared.registry.send(id, ControllerMsg::Watch { identifier });
+        }
+        Err(e) => warn!(agent_id = %id, error = %e, "cannot read the watched application"),
+    }
+}
+
 /// Picks up revocations made by other processes (`controller agent revoke`).
 async fn watch_inventory(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut seen = shared.inventory.data_version().ok();
     let mut tick = tokio::time::interval(INVENTORY_POLL);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                shared.metrics.flush();
+                return;
+            }
             _ = tick.tick() => {}
         }
+        shared.metrics.flush();
         let now = shared.inventory.data_version().ok();
         if now == seen {
             continue;
         }
         seen = now;
+        for agent in shared.registry.snapshot() {
+            if agent.role == certs::Role::Monitor {
+                send_watch(&shared, &agent.id);
+            }
+        }
         match shared.inventory.revoked_ids() {
             Ok(ids) => {
                 for id in shared.revoked.replace(ids) {
@@ -316,6 +340,14 @@ async fn agent_session(shared: Arc<Shared>, conn: Connection) {
         .registry
         .insert(&agent_id, &hello, remote, conn.clone(), tx.clone());
     info!(%agent_id, %role, hostname = %hello.hostname, %remote, "agent connected");
+    if role == certs::Role::Monitor {
+        // Where its numbering stands here (an agent that lost its buffer
+        // continues after it), and what to watch.
+        let _ = tx.try_send(ControllerMsg::MetricAck {
+            seq: shared.metrics.high_water_mark(&agent_id),
+        });
+        send_watch(&shared, &agent_id);
+    }
 
     let writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
@@ -417,6 +449,20 @@ fn dispatch(
             // A full queue means the agent is not reading; the ack is
             // advisory, so dropping it is harmless.
             let _ = tx.try_send(ControllerMsg::HeartbeatAck { seq });
+            Ok(())
+        }
+        AgentMsg::MetricBatch {
+            seq,
+            dropped_before,
+            samples,
+        } => {
+            let ack = shared.metrics.ingest(agent_id, seq, dropped_before, samples);
+            // Acks are cumulative: a lost one is covered by the next.
+            let _ = tx.try_send(ControllerMsg::MetricAck { seq: ack });
+            Ok(())
+        }
+        AgentMsg::HostFacts(facts) => {
+            shared.metrics.set_facts(agent_id, facts);
             Ok(())
         }
         AgentMsg::Hello(_) => Err("Hello is only valid as the first frame".into()),

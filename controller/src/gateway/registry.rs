@@ -141,6 +141,12 @@ impl Registry {
         map.get(id).map(|e| e.view.clone())
     }
 
+    /// Bytes received on the agent's current connection.
+    pub fn rx_bytes(&self, id: &AgentId) -> Option<u64> {
+        let map = self.entries.lock().expect("registry lock");
+        map.get(id).map(|e| e.conn.stats().udp_rx.bytes)
+    }
+
     pub fn snapshot(&self) -> Vec<LiveAgent> {
         let map = self.entries.lock().expect("registry lock");
         let mut v: Vec<LiveAgent> = map.values().map(|e| e.view.clone()).collect();

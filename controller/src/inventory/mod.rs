@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use certs::{AgentId, CertifiedAgent, JoinToken, Role, TokenHash, TokenPolicy, TokenRefusal};
 use rusqlite::{Connection, OptionalExtension, params};
+use protocol::metrics::HostFacts;
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,10 @@ const MIGRATIONS: &[&str] = &[
         online          INTEGER NOT NULL DEFAULT 0,
         revoked_at      INTEGER
      );",
+    // 2: metrics state and the application to watch
+    "ALTER TABLE agents ADD COLUMN metric_seq INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE agents ADD COLUMN facts TEXT;
+     ALTER TABLE agents ADD COLUMN app_identifier TEXT;",
 ];
 
 /// A known (enrolled) agent as stored.
@@ -379,6 +384,69 @@ impl Inventory {
         self.with(|c| {
             let mut st = c.prepare("SELECT id FROM agents WHERE revoked_at IS NOT NULL")?;
             st.query_map([], |r| id_of(r.get(0)?))?.collect()
+        })
+    }
+}
+
+impl Inventory {
+    /// Per agent: the highest metric batch stored and the last host facts.
+    pub fn metric_state(&self) -> Result<Vec<(AgentId, u64, Option<HostFacts>)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id, metric_seq, facts FROM agents")?;
+            st.query_map([], |r| {
+                let facts: Option<String> = r.get(2)?;
+                Ok((
+                    id_of(r.get(0)?)?,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                    facts.and_then(|f| serde_json::from_str(&f).ok()),
+                ))
+            })?
+            .collect()
+        })
+    }
+
+    pub fn save_metric_seqs(&self, seqs: &[(AgentId, u64)]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached("UPDATE agents SET metric_seq = MAX(metric_seq, ?2) WHERE id = ?1")?;
+                for (id, seq) in seqs {
+                    st.execute(params![id.as_str(), *seq as i64])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    pub fn set_facts(&self, id: &AgentId, facts: &HostFacts) -> Result<()> {
+        let json = serde_json::to_string(facts).expect("facts serialize");
+        self.with(|c| {
+            c.execute("UPDATE agents SET facts = ?2 WHERE id = ?1", params![id.as_str(), json])
+                .map(drop)
+        })
+    }
+
+    /// Sets (or clears) the application identifier an agent-monitor
+    /// watches; false when the agent is unknown.
+    pub fn set_app_identifier(&self, id: &AgentId, identifier: Option<&str>) -> Result<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE agents SET app_identifier = ?2 WHERE id = ?1",
+                params![id.as_str(), identifier],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    pub fn app_identifier(&self, id: &AgentId) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT app_identifier FROM agents WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
         })
     }
 }

@@ -2,7 +2,7 @@
 //! HTTP and JSON; it reads state through the gateway registry and the
 //! inventory and holds none of its own.
 //!
-//! For now: `GET /api/agents`, read-only, unauthenticated, meant for a
+//! For now: `GET /api/agents` and `GET /api/hosts`, read-only, unauthenticated, meant for a
 //! loopback listener (the default). Authentication arrives with the users
 //! and permissions of the inventory.
 
@@ -20,16 +20,19 @@ use tracing::{error, info};
 
 use crate::gateway::Registry;
 use crate::inventory::Inventory;
+use crate::metrics::{HostView, Metrics};
 
 #[derive(Clone)]
 pub struct AppState {
     pub inventory: Arc<Inventory>,
     pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/agents", get(agents))
+        .route("/api/hosts", get(hosts))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -99,6 +102,41 @@ async fn agents(State(st): State<AppState>) -> Response {
         })
         .collect();
     Json(views).into_response()
+}
+
+/// A monitored host: its newest sample and facts, and whether its agent is
+/// connected.
+#[derive(Debug, Serialize)]
+struct HostEntry {
+    #[serde(flatten)]
+    host: HostView,
+    hostname: Option<String>,
+    connected: bool,
+    /// Bytes received from the agent on its current connection (all
+    /// streams, QUIC overhead included).
+    link_rx_bytes: Option<u64>,
+}
+
+async fn hosts(State(st): State<AppState>) -> Response {
+    let entries: Vec<HostEntry> = st
+        .metrics
+        .hosts()
+        .into_iter()
+        .map(|host| {
+            let live = st.registry.get(&host.agent_id);
+            HostEntry {
+                hostname: host
+                    .facts
+                    .as_ref()
+                    .map(|f| f.hostname.clone())
+                    .or_else(|| live.as_ref().map(|l| l.hostname.clone())),
+                connected: live.is_some(),
+                link_rx_bytes: st.registry.rx_bytes(&host.agent_id),
+                host,
+            }
+        })
+        .collect();
+    Json(entries).into_response()
 }
 
 /// Serves HTTP on an already bound listener until `shutdown`.
