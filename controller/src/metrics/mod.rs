@@ -195,6 +195,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inv = Arc::new(Inventory::open(&dir.path().join("i.db")).unwrap());
         let id = AgentId::generate();
+        // Only enrolled agents have a row to persist into.
+        let ca = certs::CertificateAuthority::load_or_create(dir.path()).unwrap();
+        let (_, csr) = certs::AgentIdentity::new_key_and_csr().unwrap();
+        let cert = ca
+            .sign_agent(&csr, &id, certs::Role::Monitor, std::time::Duration::from_secs(60))
+            .unwrap();
+        let facts = crate::inventory::AgentFacts { hostname: "h", os: "o", arch: "a", agent_version: "v" };
+        let policy = certs::TokenPolicy {
+            role: certs::Role::Monitor,
+            group: None,
+            room: None,
+            expires_at: 0,
+            uses_left: 0,
+        };
+        inv.record_enrollment(&cert, &facts, &policy, 1).unwrap();
         let m = Metrics::new(inv.clone()).unwrap();
         let mut rx = m.subscribe();
         let s = |ts| vec![HostSample { ts_ms: ts, ..Default::default() }];
