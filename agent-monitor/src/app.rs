@@ -68,7 +68,11 @@ impl AppWatcher {
 
     fn still_running(&self, pid: u32, identifier: &str) -> bool {
         std::fs::read(self.roots.proc.join(pid.to_string()).join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(identifier))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(identifier)
+            })
             .unwrap_or(false)
     }
 
@@ -82,7 +86,11 @@ impl AppWatcher {
         {
             self.forget();
         }
-        if self.pid.is_none() && self.searched_at.is_none_or(|t| now.duration_since(t) >= SEARCH_EVERY) {
+        if self.pid.is_none()
+            && self
+                .searched_at
+                .is_none_or(|t| now.duration_since(t) >= SEARCH_EVERY)
+        {
             self.searched_at = Some(now);
             self.pid = process::find_process(&self.roots.proc, &identifier, std::process::id());
             if let Some(pid) = self.pid {
@@ -101,7 +109,10 @@ impl AppWatcher {
             self.diag = Some(SockDiag::new().map_err(|e| format!("sock_diag: {e}"))?);
         }
         let diag = self.diag.as_mut().expect("just set");
-        if self.ports_at.is_none_or(|t| now.duration_since(t) >= PORTS_EVERY) {
+        if self
+            .ports_at
+            .is_none_or(|t| now.duration_since(t) >= PORTS_EVERY)
+        {
             self.ports_at = Some(now);
             let listening = diag
                 .tcp_sockets(ports::state_mask(&[TcpState::Listen]))
@@ -123,7 +134,9 @@ impl AppWatcher {
                 TcpState::LastAck,
                 TcpState::Closing,
             ]);
-            let socks = diag.tcp_sockets(states).map_err(|e| format!("sock_diag: {e}"))?;
+            let socks = diag
+                .tcp_sockets(states)
+                .map_err(|e| format!("sock_diag: {e}"))?;
             out.ports = ports::count_ports(&socks, &self.ports);
         }
         if self.java {

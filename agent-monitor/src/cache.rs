@@ -34,7 +34,8 @@ impl CacheCleaner {
             return false;
         }
         let avail_pct = mem.available_bytes as f64 / mem.total_bytes as f64 * 100.0;
-        avail_pct < f64::from(self.below_pct) && self.last.is_none_or(|t| now.duration_since(t) >= MIN_GAP)
+        avail_pct < f64::from(self.below_pct)
+            && self.last.is_none_or(|t| now.duration_since(t) >= MIN_GAP)
     }
 
     /// Drops the page cache if due; true when it did.
@@ -72,8 +73,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = CacheCleaner::new(10.0);
         c.target = dir.path().join("drop_caches");
-        let low = MemStats { total_bytes: 100, available_bytes: 5, ..Default::default() };
-        let fine = MemStats { total_bytes: 100, available_bytes: 50, ..Default::default() };
+        let low = MemStats {
+            total_bytes: 100,
+            available_bytes: 5,
+            ..Default::default()
+        };
+        let fine = MemStats {
+            total_bytes: 100,
+            available_bytes: 50,
+            ..Default::default()
+        };
         assert!(!c.check(&fine));
         assert!(c.check(&low));
         assert_eq!(std::fs::read_to_string(&c.target).unwrap(), "1");

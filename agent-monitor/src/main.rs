@@ -99,4 +99,3 @@ fn sample(app: Option<String>, interval: Duration) -> ExitCode {
     println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     ExitCode::SUCCESS
 }
-

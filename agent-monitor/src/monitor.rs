@@ -40,10 +40,22 @@ pub async fn run(
     mut from_controller: mpsc::Receiver<ControllerMsg>,
     shutdown: CancellationToken,
 ) -> Result<(), crate::spool::SpoolError> {
-    let spool = Arc::new(Mutex::new(Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)?));
+    let spool = Arc::new(Mutex::new(Spool::open(
+        &cfg.spool_dir,
+        cfg.spool_max_bytes,
+    )?));
     let wake = Arc::new(Notify::new());
-    let pusher = tokio::spawn(push(link.clone(), spool.clone(), wake.clone(), shutdown.clone()));
-    let facts_sender = tokio::spawn(send_facts(link.clone(), cfg.roots.clone(), shutdown.clone()));
+    let pusher = tokio::spawn(push(
+        link.clone(),
+        spool.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
+    let facts_sender = tokio::spawn(send_facts(
+        link.clone(),
+        cfg.roots.clone(),
+        shutdown.clone(),
+    ));
 
     let mut sampler = Sampler::new(cfg.roots.clone());
     let mut cleaner = cfg.drop_caches_below_pct.map(CacheCleaner::new);
@@ -89,7 +101,12 @@ pub async fn run(
 /// Streams unacknowledged batches, oldest first, on one bulk stream per
 /// connection. After a reconnection it starts again from the first batch
 /// the controller has not acknowledged; the controller drops repeats.
-async fn push(link: LinkHandle, spool: Arc<Mutex<Spool>>, wake: Arc<Notify>, shutdown: CancellationToken) {
+async fn push(
+    link: LinkHandle,
+    spool: Arc<Mutex<Spool>>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let mut state = link.state();
     loop {
         let Some((_, epoch)) = (tokio::select! {
@@ -108,7 +125,10 @@ async fn push(link: LinkHandle, spool: Arc<Mutex<Spool>>, wake: Arc<Notify>, shu
         };
         let mut next = spool.lock().expect("spool lock").acked() + 1;
         'conn: loop {
-            let batch = spool.lock().expect("spool lock").read_from(next, REPLAY_CHUNK);
+            let batch = spool
+                .lock()
+                .expect("spool lock")
+                .read_from(next, REPLAY_CHUNK);
             if batch.is_empty() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -140,7 +160,9 @@ async fn send_facts(link: LinkHandle, roots: Roots, shutdown: CancellationToken)
         if let Some(epoch) = epoch {
             match facts::collect_facts(&roots) {
                 Ok(f) => {
-                    let changed = last_sent.as_ref().is_none_or(|(e, old)| *e != epoch || *old != f);
+                    let changed = last_sent
+                        .as_ref()
+                        .is_none_or(|(e, old)| *e != epoch || *old != f);
                     if changed && link.send(AgentMsg::HostFacts(f.clone())).is_ok() {
                         last_sent = Some((epoch, f));
                     }

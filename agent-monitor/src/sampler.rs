@@ -130,7 +130,10 @@ mod tests {
             assert!(n.rx_bps >= 0.0 && n.tx_bps >= 0.0);
         }
         assert!(s.tcp.is_some());
-        assert!(s.filesystems.is_empty(), "filesystems only every few minutes");
+        assert!(
+            s.filesystems.is_empty(),
+            "filesystems only every few minutes"
+        );
         assert!(s.ts_ms > first.ts_ms);
     }
 
@@ -138,7 +141,11 @@ mod tests {
     fn a_broken_proc_fails_only_its_collectors() {
         // A fake /proc where only meminfo exists and stat is garbage.
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("meminfo"), "MemTotal: 1000 kB\nMemFree: 10 kB\nMemAvailable: 20 kB\n").unwrap();
+        std::fs::write(
+            dir.path().join("meminfo"),
+            "MemTotal: 1000 kB\nMemFree: 10 kB\nMemAvailable: 20 kB\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("stat"), "garbage\n").unwrap();
         let roots = Roots {
             proc: dir.path().to_path_buf(),
@@ -158,7 +165,10 @@ mod tests {
         // A directory where a file is expected fails to read for root too.
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("loadavg")).unwrap();
-        let roots = Roots { proc: dir.path().to_path_buf(), sys: dir.path().to_path_buf() };
+        let roots = Roots {
+            proc: dir.path().to_path_buf(),
+            sys: dir.path().to_path_buf(),
+        };
         let err = memory::collect_load(&roots).unwrap_err();
         assert!(err.to_string().contains("loadavg"), "{err}");
     }

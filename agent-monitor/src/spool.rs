@@ -137,7 +137,10 @@ impl Spool {
         spool.remove_acked_segments();
         let pending = spool.next_seq - 1 - spool.acked.min(spool.next_seq - 1);
         if pending > 0 {
-            info!(pending, "spool holds batches from before; they will be sent first");
+            info!(
+                pending,
+                "spool holds batches from before; they will be sent first"
+            );
         }
         Ok(spool)
     }
@@ -215,7 +218,9 @@ impl Spool {
     fn write_record(&mut self, seq: u64, frame: &[u8]) -> std::io::Result<()> {
         let need_new = match self.segments.back() {
             None => true,
-            Some(s) => self.current.is_none() || s.bytes + (frame.len() + HEADER) as u64 > SEGMENT_BYTES,
+            Some(s) => {
+                self.current.is_none() || s.bytes + (frame.len() + HEADER) as u64 > SEGMENT_BYTES
+            }
         };
         if need_new {
             let path = self.dir.join(seg_name(seq));
@@ -250,7 +255,9 @@ impl Spool {
 
     fn enforce_cap(&mut self) {
         while self.bytes() > self.cap_bytes {
-            let lost = if self.segments.len() > 1 || (self.segments.len() == 1 && !self.memory.is_empty()) {
+            let lost = if self.segments.len() > 1
+                || (self.segments.len() == 1 && !self.memory.is_empty())
+            {
                 let s = self.segments.pop_front().expect("non-empty");
                 let _ = std::fs::remove_file(&s.path);
                 if self.segments.is_empty() {
@@ -266,7 +273,11 @@ impl Spool {
             if lost > 0 {
                 self.dropped += lost;
                 self.dropped_unreported += lost;
-                warn!(lost, total_dropped = self.dropped, "spool full: oldest unacknowledged batches dropped");
+                warn!(
+                    lost,
+                    total_dropped = self.dropped,
+                    "spool full: oldest unacknowledged batches dropped"
+                );
             }
         }
     }
@@ -280,7 +291,11 @@ impl Spool {
             return;
         }
         if seq >= self.next_seq {
-            warn!(controller = seq, ours = self.next_seq - 1, "controller has newer batches than this spool; continuing after them");
+            warn!(
+                controller = seq,
+                ours = self.next_seq - 1,
+                "controller has newer batches than this spool; continuing after them"
+            );
             self.next_seq = seq + 1;
         }
         self.acked = seq;
@@ -297,7 +312,8 @@ impl Spool {
 
     fn remove_acked_segments(&mut self) {
         // Never the segment being appended to.
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.last <= self.acked) {
+        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.last <= self.acked)
+        {
             let s = self.segments.pop_front().expect("checked");
             let _ = std::fs::remove_file(&s.path);
         }
@@ -311,7 +327,10 @@ impl Spool {
                 continue;
             }
             let mut bytes = Vec::with_capacity(s.bytes as usize);
-            if File::open(&s.path).and_then(|mut f| f.read_to_end(&mut bytes)).is_err() {
+            if File::open(&s.path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .is_err()
+            {
                 continue;
             }
             for (seq, frame) in parse_records(&bytes) {
@@ -340,7 +359,10 @@ mod tests {
     }
 
     fn seqs(s: &Spool, from: u64) -> Vec<u64> {
-        s.read_from(from, usize::MAX).into_iter().map(|(q, _)| q).collect()
+        s.read_from(from, usize::MAX)
+            .into_iter()
+            .map(|(q, _)| q)
+            .collect()
     }
 
     #[test]
@@ -379,7 +401,11 @@ mod tests {
         assert!(s.dropped() > 250, "{}", s.dropped());
         let left = seqs(&s, 1);
         assert_eq!(*left.last().unwrap(), 500);
-        assert_eq!(left.len() as u64 + s.dropped(), 500, "every batch kept or counted");
+        assert_eq!(
+            left.len() as u64 + s.dropped(),
+            500,
+            "every batch kept or counted"
+        );
         let w: Vec<u64> = left.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(w.iter().all(|d| *d == 1), "kept batches are contiguous");
         assert_eq!(s.take_dropped_unreported(), s.dropped());
@@ -418,7 +444,11 @@ mod tests {
             s.append(|q| frame(q, 100));
         }
         assert!(s.disk_failing);
-        assert_eq!(seqs(&s, 1), vec![1, 2, 3, 4, 5], "nothing lost while the disk is full");
+        assert_eq!(
+            seqs(&s, 1),
+            vec![1, 2, 3, 4, 5],
+            "nothing lost while the disk is full"
+        );
         for q in 2..20 {
             let _ = std::fs::remove_file(dir.path().join(seg_name(q)));
         }
@@ -428,6 +458,10 @@ mod tests {
         assert_eq!(seqs(&s, 1), vec![1, 2, 3, 4, 5, 6]);
         drop(s);
         let s = Spool::open(dir.path(), 2 << 20).unwrap();
-        assert_eq!(seqs(&s, 1), vec![1, 2, 3, 4, 5, 6], "and it all reached the disk");
+        assert_eq!(
+            seqs(&s, 1),
+            vec![1, 2, 3, 4, 5, 6],
+            "and it all reached the disk"
+        );
     }
 }

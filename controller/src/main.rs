@@ -69,6 +69,18 @@ enum AgentCmd {
     List,
     /// Revoke an agent's certificate; a running controller drops it within a second.
     Revoke { id: AgentId },
+    /// Set the application a monitor agent watches: the process whose
+    /// command line contains IDENTIFIER (its ports, TCP states, JVM). A
+    /// running agent picks it up within seconds, no restart.
+    Watch {
+        id: AgentId,
+        /// Part of the application's command line, e.g. "shop-service.jar".
+        #[arg(long, conflicts_with = "clear", required_unless_present = "clear")]
+        app: Option<String>,
+        /// Stop watching any application.
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -195,6 +207,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "{:<19} {:<7} {:<20} {:<8} {:<9} {:<10} {seen}",
                     a.id, a.role, a.hostname, a.arch, a.agent_version, state
                 );
+            }
+            Ok(())
+        }
+        Cmd::Agent(AgentCmd::Watch { id, app, clear }) => {
+            let s = settings(&cli)?;
+            let (inventory, _) = open_data_dir(&s)?;
+            let app = if *clear {
+                None
+            } else {
+                app.as_deref().map(str::trim)
+            };
+            anyhow::ensure!(app != Some(""), "--app must not be empty");
+            let found = inventory.set_app_identifier(id, app)?;
+            anyhow::ensure!(found, "no agent {id} in {}", s.data_dir.display());
+            match app {
+                Some(a) => println!("{id} watches processes matching {a:?}"),
+                None => println!("{id} watches no application"),
             }
             Ok(())
         }

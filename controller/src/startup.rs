@@ -48,8 +48,13 @@ impl Controller {
         certs::tls::install_default_provider();
         let (inventory, ca) = open_data_dir(settings)?;
         let metrics = Arc::new(Metrics::new(inventory.clone()).context("loading metric state")?);
-        let gateway = Gateway::bind(&settings.gateway, inventory.clone(), ca.clone(), metrics.clone())
-            .with_context(|| format!("binding the agent gateway on {}", settings.gateway.listen))?;
+        let gateway = Gateway::bind(
+            &settings.gateway,
+            inventory.clone(),
+            ca.clone(),
+            metrics.clone(),
+        )
+        .with_context(|| format!("binding the agent gateway on {}", settings.gateway.listen))?;
         let listener = tokio::net::TcpListener::bind(settings.web.listen)
             .await
             .with_context(|| format!("binding HTTP on {}", settings.web.listen))?;

@@ -195,3 +195,62 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     }
     found
 }
+
+/// A loopback UDP relay between one client and a server, which a test can
+/// cut (drop every datagram both ways) and restore: a network outage
+/// without touching the machine's network.
+pub struct UdpProxy {
+    pub addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UdpProxy {
+    pub async fn start(server: std::net::SocketAddr) -> UdpProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::net::UdpSocket;
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("proxy bind"));
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("proxy bind"));
+        back.connect(server).await.expect("proxy connect");
+        let addr = front.local_addr().expect("proxy addr");
+        let cut = Arc::new(AtomicBool::new(false));
+        let client = Arc::new(std::sync::Mutex::new(None));
+        let (f, b, c, cl) = (front.clone(), back.clone(), cut.clone(), client.clone());
+        let up = async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = f.recv_from(&mut buf).await {
+                *cl.lock().expect("client lock") = Some(from);
+                if !c.load(Ordering::Relaxed) {
+                    let _ = b.send(&buf[..n]).await;
+                }
+            }
+        };
+        let (f, b, c) = (front, back, cut.clone());
+        let down = async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = b.recv(&mut buf).await {
+                let to = *client.lock().expect("client lock");
+                if let Some(to) = to
+                    && !c.load(Ordering::Relaxed)
+                {
+                    let _ = f.send_to(&buf[..n], to).await;
+                }
+            }
+        };
+        let task = tokio::spawn(async move {
+            tokio::join!(up, down);
+        });
+        UdpProxy { addr, cut, task }
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for UdpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -20,7 +20,9 @@ pub mod link;
 pub mod messages;
 pub mod metrics;
 
-pub use link::{Backoff, BulkStream, IdentityStore, Link, LinkConfig, LinkError, LinkHandle, LinkState};
+pub use link::{
+    Backoff, BulkStream, IdentityStore, Link, LinkConfig, LinkError, LinkHandle, LinkState,
+};
 pub use messages::{
     ALPN_AGENT, ALPN_ENROLL, AgentMsg, ControllerMsg, Hello, PROTOCOL_VERSION, close,
     peek_protocol_version,

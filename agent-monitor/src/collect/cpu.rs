@@ -22,7 +22,14 @@ pub struct CpuTimes {
 impl CpuTimes {
     fn total(&self) -> u64 {
         // guest/guest_nice are already inside user/nice.
-        self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq + self.steal
+        self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
     }
 }
 
@@ -37,7 +44,10 @@ pub fn parse_stat(text: &str) -> Result<CpuTimes, CollectError> {
                 .collect::<Result<_, _>>()
                 .map_err(|e| CollectError::parse("/proc/stat", e.to_string()))?;
             if v.len() < 4 {
-                return Err(CollectError::parse("/proc/stat", "cpu line has fewer than 4 fields"));
+                return Err(CollectError::parse(
+                    "/proc/stat",
+                    "cpu line has fewer than 4 fields",
+                ));
             }
             let f = |i: usize| v.get(i).copied().unwrap_or(0);
             times = Some(CpuTimes {
@@ -51,7 +61,8 @@ pub fn parse_stat(text: &str) -> Result<CpuTimes, CollectError> {
                 steal: f(7),
                 cores: 0,
             });
-        } else if line.starts_with("cpu") && line.as_bytes().get(3).is_some_and(u8::is_ascii_digit) {
+        } else if line.starts_with("cpu") && line.as_bytes().get(3).is_some_and(u8::is_ascii_digit)
+        {
             cores += 1;
         }
     }
@@ -109,7 +120,13 @@ mod tests {
         assert_eq!(a.cores, 2);
         assert_eq!(a.user, 102513);
         let s = stats_between(&a, &b).unwrap();
-        for v in [s.busy_pct, s.user_pct, s.system_pct, s.iowait_pct, s.steal_pct] {
+        for v in [
+            s.busy_pct,
+            s.user_pct,
+            s.system_pct,
+            s.iowait_pct,
+            s.steal_pct,
+        ] {
             assert!((0.0..=100.0).contains(&v), "{s:?}");
         }
         assert!(s.busy_pct + s.iowait_pct <= 100.01);
@@ -118,8 +135,20 @@ mod tests {
 
     #[test]
     fn exact_percentages() {
-        let a = CpuTimes { user: 100, idle: 100, cores: 1, ..Default::default() };
-        let b = CpuTimes { user: 150, system: 10, idle: 130, iowait: 10, cores: 1, ..Default::default() };
+        let a = CpuTimes {
+            user: 100,
+            idle: 100,
+            cores: 1,
+            ..Default::default()
+        };
+        let b = CpuTimes {
+            user: 150,
+            system: 10,
+            idle: 130,
+            iowait: 10,
+            cores: 1,
+            ..Default::default()
+        };
         let s = stats_between(&a, &b).unwrap();
         assert_eq!(s.busy_pct, 60.0);
         assert_eq!(s.user_pct, 50.0);

@@ -29,7 +29,10 @@ pub fn parse_diskstats(text: &str) -> Result<Vec<(String, DiskCounters)>, Collec
             if line.trim().is_empty() {
                 continue;
             }
-            return Err(CollectError::parse("/proc/diskstats", format!("short line {line:?}")));
+            return Err(CollectError::parse(
+                "/proc/diskstats",
+                format!("short line {line:?}"),
+            ));
         }
         let n = |i: usize| {
             f[i].parse::<u64>()
@@ -48,7 +51,10 @@ pub fn parse_diskstats(text: &str) -> Result<Vec<(String, DiskCounters)>, Collec
 }
 
 pub fn is_whole_disk(name: &str, in_sys_block: bool) -> bool {
-    in_sys_block && !["loop", "ram", "zram", "fd"].iter().any(|p| name.starts_with(p))
+    in_sys_block
+        && !["loop", "ram", "zram", "fd"]
+            .iter()
+            .any(|p| name.starts_with(p))
 }
 
 #[derive(Debug, Default)]
@@ -84,7 +90,10 @@ pub fn stats_between(name: &str, prev: &DiskCounters, now: &DiskCounters, secs: 
         name: name.to_string(),
         read_bps: rate(now.read_bytes, prev.read_bytes, secs),
         write_bps: rate(now.write_bytes, prev.write_bytes, secs),
-        util_pct: pct(now.io_ticks_ms.saturating_sub(prev.io_ticks_ms) as f64, secs * 1000.0),
+        util_pct: pct(
+            now.io_ticks_ms.saturating_sub(prev.io_ticks_ms) as f64,
+            secs * 1000.0,
+        ),
     }
 }
 
@@ -109,11 +118,27 @@ mod tests {
 
     #[test]
     fn resets_and_garbage() {
-        let hi = DiskCounters { read_bytes: 10, write_bytes: 10, io_ticks_ms: 10 };
-        let lo = DiskCounters { read_bytes: 0, write_bytes: 0, io_ticks_ms: 0 };
+        let hi = DiskCounters {
+            read_bytes: 10,
+            write_bytes: 10,
+            io_ticks_ms: 10,
+        };
+        let lo = DiskCounters {
+            read_bytes: 0,
+            write_bytes: 0,
+            io_ticks_ms: 0,
+        };
         let s = stats_between("d", &hi, &lo, 1.0);
         assert_eq!((s.read_bps, s.write_bps, s.util_pct), (0.0, 0.0, 0.0));
-        let s = stats_between("d", &lo, &DiskCounters { io_ticks_ms: 5000, ..lo }, 1.0);
+        let s = stats_between(
+            "d",
+            &lo,
+            &DiskCounters {
+                io_ticks_ms: 5000,
+                ..lo
+            },
+            1.0,
+        );
         assert_eq!(s.util_pct, 100.0, "util is capped");
         assert!(parse_diskstats("8 0 sda 1 2").is_err());
         assert!(parse_diskstats("8 0 sda 0 0 x 0 0 0 0 0 0 0 0 0 0 0").is_err());

@@ -24,7 +24,8 @@ pub fn parse_cpuinfo(text: &str) -> (String, u32) {
 pub fn collect_facts(roots: &Roots) -> Result<HostFacts, CollectError> {
     let (cpu_model, cores) = parse_cpuinfo(&roots.read_proc("cpuinfo")?);
     let mem = super::memory::collect_memory(roots)?;
-    let trimmed = |r: Result<String, CollectError>| r.map(|s| s.trim().to_string()).unwrap_or_default();
+    let trimmed =
+        |r: Result<String, CollectError>| r.map(|s| s.trim().to_string()).unwrap_or_default();
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| protocol::messages::os_release_pretty_name(&s))

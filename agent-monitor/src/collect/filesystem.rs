@@ -91,7 +91,10 @@ mod tests {
     fn live_root_filesystem() {
         let fs = collect_filesystems(&Roots::default()).unwrap();
         for f in &fs {
-            assert!(f.used_bytes <= f.total_bytes && f.avail_bytes <= f.total_bytes, "{f:?}");
+            assert!(
+                f.used_bytes <= f.total_bytes && f.avail_bytes <= f.total_bytes,
+                "{f:?}"
+            );
         }
     }
 }

@@ -9,8 +9,14 @@ pub fn parse_meminfo(text: &str) -> Result<MemStats, CollectError> {
     let mut have_total = false;
     let mut have_available = false;
     for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else { continue };
-        let Some(kib) = rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) else {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let Some(kib) = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
             continue;
         };
         let bytes = kib * 1024;

@@ -25,24 +25,40 @@ pub fn parse_net_dev(text: &str) -> Result<Vec<(String, NetCounters)>, CollectEr
     let mut out = Vec::new();
     for line in text.lines().skip(2) {
         let Some((name, rest)) = line.split_once(':') else {
-            return Err(CollectError::parse("/proc/net/dev", format!("no ':' in {line:?}")));
+            return Err(CollectError::parse(
+                "/proc/net/dev",
+                format!("no ':' in {line:?}"),
+            ));
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
         if f.len() < 16 {
-            return Err(CollectError::parse("/proc/net/dev", format!("short line {line:?}")));
+            return Err(CollectError::parse(
+                "/proc/net/dev",
+                format!("short line {line:?}"),
+            ));
         }
         let n = |i: usize| {
             f[i].parse::<u64>()
                 .map_err(|e| CollectError::parse("/proc/net/dev", format!("{e} in {line:?}")))
         };
-        out.push((name.trim().to_string(), NetCounters { rx_bytes: n(0)?, tx_bytes: n(8)? }));
+        out.push((
+            name.trim().to_string(),
+            NetCounters {
+                rx_bytes: n(0)?,
+                tx_bytes: n(8)?,
+            },
+        ));
     }
     Ok(out)
 }
 
 /// The content of a `speed` file: Mbit/s, or `None` when unknown.
 pub fn parse_speed(text: &str) -> Option<u32> {
-    text.trim().parse::<i64>().ok().filter(|&s| s > 0).and_then(|s| u32::try_from(s).ok())
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|&s| s > 0)
+        .and_then(|s| u32::try_from(s).ok())
 }
 
 pub fn stats_between(
@@ -79,7 +95,10 @@ pub struct NetCollector {
 impl NetCollector {
     pub fn collect(&mut self, roots: &Roots, now: Instant) -> Result<Vec<NetStats>, CollectError> {
         let all = parse_net_dev(&roots.read_proc("net/dev")?)?;
-        if self.speeds_at.is_none_or(|t| now.duration_since(t) >= SPEED_REFRESH) {
+        if self
+            .speeds_at
+            .is_none_or(|t| now.duration_since(t) >= SPEED_REFRESH)
+        {
             self.speeds.clear();
             self.speeds_at = Some(now);
         }
@@ -124,8 +143,14 @@ mod tests {
 
     #[test]
     fn utilisation_against_link_speed() {
-        let p = NetCounters { rx_bytes: 0, tx_bytes: 0 };
-        let n = NetCounters { rx_bytes: 62_500_000, tx_bytes: 1_000 };
+        let p = NetCounters {
+            rx_bytes: 0,
+            tx_bytes: 0,
+        };
+        let n = NetCounters {
+            rx_bytes: 62_500_000,
+            tx_bytes: 1_000,
+        };
         let s = stats_between("eth0", &p, &n, 1.0, Some(1000));
         assert_eq!(s.util_pct, Some(50.0));
         assert_eq!(parse_speed("-1\n"), None);

@@ -23,7 +23,10 @@ pub fn parse_snmp(text: &str) -> Result<TcpCounters, CollectError> {
     let names: Vec<&str> = header.split_whitespace().skip(1).collect();
     let vals: Vec<&str> = values.split_whitespace().skip(1).collect();
     if names.len() != vals.len() {
-        return Err(CollectError::parse("/proc/net/snmp", "Tcp: header and values differ in length"));
+        return Err(CollectError::parse(
+            "/proc/net/snmp",
+            "Tcp: header and values differ in length",
+        ));
     }
     let get = |key: &str| -> Result<u64, CollectError> {
         let i = names
@@ -48,7 +51,11 @@ pub struct TcpCollector {
 }
 
 impl TcpCollector {
-    pub fn collect(&mut self, roots: &Roots, now: Instant) -> Result<Option<TcpStats>, CollectError> {
+    pub fn collect(
+        &mut self,
+        roots: &Roots,
+        now: Instant,
+    ) -> Result<Option<TcpStats>, CollectError> {
         let c = parse_snmp(&roots.read_proc("net/snmp")?)?;
         let out = self.prev.map(|(p, at)| {
             let secs = now.duration_since(at).as_secs_f64();

@@ -163,7 +163,9 @@ fn revoke(shared: &Shared, id: &AgentId) -> Result<bool, Error> {
 fn send_watch(shared: &Shared, id: &AgentId) {
     match shared.inventory.app_identifier(id) {
         Ok(identifier) => {
-            shared.registry.send(id, ControllerMsg::Watch { identifier });
+            shared
+                .registry
+                .send(id, ControllerMsg::Watch { identifier });
         }
         Err(e) => warn!(agent_id = %id, error = %e, "cannot read the watched application"),
     }
@@ -456,7 +458,9 @@ fn dispatch(
             dropped_before,
             samples,
         } => {
-            let ack = shared.metrics.ingest(agent_id, seq, dropped_before, samples);
+            let ack = shared
+                .metrics
+                .ingest(agent_id, seq, dropped_before, samples);
             // Acks are cumulative: a lost one is covered by the next.
             let _ = tx.try_send(ControllerMsg::MetricAck { seq: ack });
             Ok(())

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use certs::{AgentId, CertifiedAgent, JoinToken, Role, TokenHash, TokenPolicy, TokenRefusal};
-use rusqlite::{Connection, OptionalExtension, params};
 use protocol::metrics::HostFacts;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -409,7 +409,9 @@ impl Inventory {
         self.with(|c| {
             let tx = c.transaction()?;
             {
-                let mut st = tx.prepare_cached("UPDATE agents SET metric_seq = MAX(metric_seq, ?2) WHERE id = ?1")?;
+                let mut st = tx.prepare_cached(
+                    "UPDATE agents SET metric_seq = MAX(metric_seq, ?2) WHERE id = ?1",
+                )?;
                 for (id, seq) in seqs {
                     st.execute(params![id.as_str(), *seq as i64])?;
                 }
@@ -421,8 +423,11 @@ impl Inventory {
     pub fn set_facts(&self, id: &AgentId, facts: &HostFacts) -> Result<()> {
         let json = serde_json::to_string(facts).expect("facts serialize");
         self.with(|c| {
-            c.execute("UPDATE agents SET facts = ?2 WHERE id = ?1", params![id.as_str(), json])
-                .map(drop)
+            c.execute(
+                "UPDATE agents SET facts = ?2 WHERE id = ?1",
+                params![id.as_str(), json],
+            )
+            .map(drop)
         })
     }
 

@@ -87,7 +87,13 @@ impl Metrics {
 
     /// Accepts a batch unless it was stored before; returns the cumulative
     /// ack (everything up to it is stored).
-    pub fn ingest(&self, agent_id: &AgentId, seq: u64, dropped_before: u64, samples: Vec<HostSample>) -> u64 {
+    pub fn ingest(
+        &self,
+        agent_id: &AgentId,
+        seq: u64,
+        dropped_before: u64,
+        samples: Vec<HostSample>,
+    ) -> u64 {
         let mut hosts = self.hosts.lock().expect("metrics lock");
         let h = hosts.entry(agent_id.clone()).or_default();
         if seq <= h.hwm {
@@ -199,9 +205,19 @@ mod tests {
         let ca = certs::CertificateAuthority::load_or_create(dir.path()).unwrap();
         let (_, csr) = certs::AgentIdentity::new_key_and_csr().unwrap();
         let cert = ca
-            .sign_agent(&csr, &id, certs::Role::Monitor, std::time::Duration::from_secs(60))
+            .sign_agent(
+                &csr,
+                &id,
+                certs::Role::Monitor,
+                std::time::Duration::from_secs(60),
+            )
             .unwrap();
-        let facts = crate::inventory::AgentFacts { hostname: "h", os: "o", arch: "a", agent_version: "v" };
+        let facts = crate::inventory::AgentFacts {
+            hostname: "h",
+            os: "o",
+            arch: "a",
+            agent_version: "v",
+        };
         let policy = certs::TokenPolicy {
             role: certs::Role::Monitor,
             group: None,
@@ -212,22 +228,36 @@ mod tests {
         inv.record_enrollment(&cert, &facts, &policy, 1).unwrap();
         let m = Metrics::new(inv.clone()).unwrap();
         let mut rx = m.subscribe();
-        let s = |ts| vec![HostSample { ts_ms: ts, ..Default::default() }];
+        let s = |ts| {
+            vec![HostSample {
+                ts_ms: ts,
+                ..Default::default()
+            }]
+        };
         assert_eq!(m.ingest(&id, 1, 0, s(10)), 1);
         assert_eq!(m.ingest(&id, 2, 0, s(20)), 2);
         assert_eq!(m.ingest(&id, 2, 0, s(20)), 2, "duplicate");
         assert_eq!(m.ingest(&id, 1, 0, s(10)), 2, "old duplicate");
         assert_eq!(m.ingest(&id, 5, 2, s(50)), 5, "gap after agent-side drops");
         let h = &m.hosts()[0];
-        assert_eq!((h.batches, h.duplicates, h.dropped_by_agent, h.last_seq), (3, 2, 2, 5));
+        assert_eq!(
+            (h.batches, h.duplicates, h.dropped_by_agent, h.last_seq),
+            (3, 2, 2, 5)
+        );
         assert_eq!(h.latest.as_ref().unwrap().ts_ms, 50);
-        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok()).map(|b| b.seq).collect();
+        let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|b| b.seq)
+            .collect();
         assert_eq!(got, vec![1, 2, 5]);
         m.flush();
         drop(m);
         let m = Metrics::new(inv).unwrap();
         assert_eq!(m.high_water_mark(&id), 5);
-        assert_eq!(m.ingest(&id, 5, 0, s(50)), 5, "still a duplicate after a restart");
+        assert_eq!(
+            m.ingest(&id, 5, 0, s(50)),
+            5,
+            "still a duplicate after a restart"
+        );
         assert_eq!(m.ingest(&id, 6, 0, s(60)), 6);
     }
 }
