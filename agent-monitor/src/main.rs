@@ -20,7 +20,7 @@ struct Args {
     #[command(flatten)]
     link: LinkArgs,
     /// Sampling interval.
-    #[arg(long, default_value = "1s", env = "MYPLATFORM_INTERVAL")]
+    #[arg(long, global = true, default_value = "1s", env = "MYPLATFORM_INTERVAL")]
     interval: humantime::Duration,
     /// Disk buffer for samples the controller has not acknowledged, in MiB
     /// (about 1 KiB per sample: 64 MiB holds most of a day at 1 s).
