@@ -19,6 +19,9 @@ use crate::collect::process;
 const SEARCH_EVERY: Duration = Duration::from_secs(5);
 /// How often to re-read which ports the process listens on.
 const PORTS_EVERY: Duration = Duration::from_secs(10);
+/// After a JVM read fails (perf data disabled, file missing), how long to
+/// report that error before looking again: each look lists directories.
+const JVM_RETRY: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct AppWatcher {
@@ -30,6 +33,7 @@ pub struct AppWatcher {
     ports_at: Option<Instant>,
     searched_at: Option<Instant>,
     diag: Option<SockDiag>,
+    jvm_failed: Option<(Instant, String)>,
 }
 
 impl AppWatcher {
@@ -43,6 +47,7 @@ impl AppWatcher {
             ports_at: None,
             searched_at: None,
             diag: None,
+            jvm_failed: None,
         }
     }
 
@@ -64,16 +69,7 @@ impl AppWatcher {
         self.ports.clear();
         self.ports_at = None;
         self.searched_at = None;
-    }
-
-    fn still_running(&self, pid: u32, identifier: &str) -> bool {
-        std::fs::read(self.roots.proc.join(pid.to_string()).join("cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(identifier)
-            })
-            .unwrap_or(false)
+        self.jvm_failed = None;
     }
 
     pub fn collect(&mut self) -> Result<Option<AppStats>, String> {
@@ -82,7 +78,7 @@ impl AppWatcher {
         };
         let now = Instant::now();
         if let Some(pid) = self.pid
-            && !self.still_running(pid, &identifier)
+            && !process::process_matches(&self.roots.proc, pid, &identifier)
         {
             self.forget();
         }
@@ -140,9 +136,20 @@ impl AppWatcher {
             out.ports = ports::count_ports(&socks, &self.ports);
         }
         if self.java {
-            match jvm::read_jvm(pid) {
-                Ok(j) => out.jvm = Some(j),
-                Err(e) => out.jvm_error = Some(e.to_string()),
+            match &self.jvm_failed {
+                Some((at, why)) if now.duration_since(*at) < JVM_RETRY => {
+                    out.jvm_error = Some(why.clone());
+                }
+                _ => match jvm::read_jvm(pid) {
+                    Ok(j) => {
+                        out.jvm = Some(j);
+                        self.jvm_failed = None;
+                    }
+                    Err(e) => {
+                        out.jvm_error = Some(e.to_string());
+                        self.jvm_failed = Some((now, e.to_string()));
+                    }
+                },
             }
         }
         Ok(Some(out))

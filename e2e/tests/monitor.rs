@@ -2,7 +2,8 @@
 //! reporting to a real controller (`/api/hosts`), following the
 //! application the admin sets with `controller agent watch`.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::{Proc, bin, free_port, get_json, wait_for};
@@ -92,4 +93,98 @@ async fn the_agent_reports_to_a_real_controller() {
     assert!(host["link_rx_bytes"].as_u64().unwrap() > 0);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(host["hostname"].as_str(), Some(hostname.trim()));
+    let id = host["agent_id"].as_str().unwrap().to_string();
+
+    // The admin points the agent at an application; no agent restart.
+    let marker = format!("e2e-app-{}", std::process::id());
+    let code = "import socket,time\n\
+        s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(16)\n\
+        c=[socket.create_connection(s.getsockname()) for _ in range(3)]\n\
+        a=[s.accept()[0] for _ in range(3)]\n\
+        print(s.getsockname()[1], flush=True)\n\
+        time.sleep(60)";
+    let mut app = Child(
+        Command::new("python3")
+            .args(["-c", code, &marker])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    );
+    let mut port = String::new();
+    BufReader::new(app.0.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let port: u64 = port.trim().parse().unwrap();
+    let out = controller(&["agent", "watch", &id, "--app", &marker])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = u64::from(app.0.id());
+    let watched = wait_for("the application's port stats", WAIT, || async {
+        let v = get_json(&hosts_url).await?;
+        let a = v.as_array()?.first()?["latest"]["app"].clone();
+        (a["pid"].as_u64() == Some(pid) && a["ports"].as_array().is_some_and(|p| !p.is_empty()))
+            .then_some(a)
+    })
+    .await;
+    let p = &watched["ports"][0];
+    assert_eq!(p["port"].as_u64(), Some(port));
+    assert_eq!(p["established"].as_u64(), Some(3), "{watched}");
+
+    // Switched to a Java application: heap and GC from hsperfdata.
+    let gc_loop = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../agent-monitor/tests/java/GcLoop.java"
+    );
+    let _jvm = Child(
+        Command::new("java")
+            .args([gc_loop, "300", "60"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("java (install default-jdk-headless)"),
+    );
+    let out = controller(&["agent", "watch", &id, "--app", "GcLoop.java"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let jvm = wait_for(
+        "JVM heap and a full GC",
+        Duration::from_secs(60),
+        || async {
+            let v = get_json(&hosts_url).await?;
+            let j = v.as_array()?.first()?["latest"]["app"]["jvm"].clone();
+            (j["heap_used_bytes"].as_u64()? > 0 && j["full_gc_count"].as_u64()? > 0).then_some(j)
+        },
+    )
+    .await;
+    assert!(
+        jvm["heap_committed_bytes"].as_u64() >= jvm["heap_used_bytes"].as_u64(),
+        "{jvm}"
+    );
+}
+
+/// Kills and reaps a helper process, panics included.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // A JVM whose stdin closes exits normally and removes its
+        // hsperfdata file; SIGKILL would leave the file behind.
+        if let Some(stdin) = self.0.stdin.take() {
+            drop(stdin);
+            for _ in 0..50 {
+                if matches!(self.0.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
