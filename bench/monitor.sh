@@ -25,9 +25,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# CPU time in ns over all threads (schedstat: ns resolution, unlike the
+# 10 ms ticks of /proc/<pid>/stat).
+cpu_ticks() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%d", s}'; }
 hwm_kib() { awk '/VmHWM/{print $2}' "/proc/$1/status"; }
-clk=$(getconf CLK_TCK)
+clk=1000000000
 
 # Controller + agent-monitor.
 quic=$(free_port); http=$(free_port)
@@ -41,7 +43,8 @@ RUST_LOG=warn target/release/${line} --state-dir "$tmp/agent" --interval 1s 2>"$
 # node_exporter + scrape loop.
 nport=$(free_port)
 prometheus-node-exporter --web.listen-address="127.0.0.1:$nport" >"$tmp/ne.log" 2>&1 & ne=$!; pids+=($ne)
-( while true; do curl -s --compressed -o /dev/null -w '%{size_download}\n' "http://127.0.0.1:$nport/metrics" >>"$tmp/ne.bytes"; sleep 1; done ) & pids+=($!)
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$nport/metrics" && break; sleep 0.1; done
+( set +e; while true; do curl -s --compressed -o /dev/null -w '%{size_download}\n' "http://127.0.0.1:$nport/metrics" >>"$tmp/ne.bytes"; sleep 1; done ) & pids+=($!)
 
 # collectd -> UDP sink.
 uport=$(free_port)

@@ -43,7 +43,9 @@ enum Cmd {
     },
 }
 
-#[tokio::main]
+// One thread: the agent does little per second, and every extra thread
+// costs memory and wake-ups on the host it watches.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

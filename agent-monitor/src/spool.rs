@@ -20,8 +20,13 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 const SEGMENT_BYTES: u64 = 1 << 20;
+/// The newest records are also kept in memory up to this size, so sending a
+/// fresh batch never re-reads a segment file; the disk is read only to
+/// replay after an outage.
+const RECENT_BYTES: usize = 256 << 10;
 const ACKED_FILE: &str = "acked";
 const HEADER: usize = 12;
+const ACKED_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug)]
 struct Segment {
@@ -39,6 +44,9 @@ pub struct Spool {
     current: Option<File>,
     /// Records the disk refused, oldest first.
     memory: VecDeque<(u64, Vec<u8>)>,
+    /// Copies of the newest records written to disk, oldest first.
+    recent: VecDeque<(u64, Vec<u8>)>,
+    recent_bytes: usize,
     memory_bytes: u64,
     next_seq: u64,
     acked: u64,
@@ -47,6 +55,7 @@ pub struct Spool {
     /// Dropped batches not yet reported to the controller.
     dropped_unreported: u64,
     disk_failing: bool,
+    acked_saved_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,11 +137,14 @@ impl Spool {
             current: None,
             memory: VecDeque::new(),
             memory_bytes: 0,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
             next_seq,
             acked,
             dropped: 0,
             dropped_unreported: 0,
             disk_failing: false,
+            acked_saved_at: None,
         };
         spool.remove_acked_segments();
         let pending = spool.next_seq - 1 - spool.acked.min(spool.next_seq - 1);
@@ -250,6 +262,13 @@ impl Spool {
         let s = self.segments.back_mut().expect("segment open");
         s.last = seq;
         s.bytes += rec.len() as u64;
+        self.recent_bytes += frame.len();
+        self.recent.push_back((seq, frame.to_vec()));
+        while self.recent_bytes > RECENT_BYTES
+            && let Some((_, f)) = self.recent.pop_front()
+        {
+            self.recent_bytes -= f.len();
+        }
         Ok(())
     }
 
@@ -299,15 +318,25 @@ impl Spool {
             self.next_seq = seq + 1;
         }
         self.acked = seq;
-        let tmp = self.dir.join("acked.tmp");
-        if std::fs::write(&tmp, seq.to_string()).is_ok() {
-            let _ = std::fs::rename(&tmp, self.dir.join(ACKED_FILE));
+        // Persisting every ack would cost a file write and a rename each
+        // second; after a restart, batches acked since the last save are
+        // sent again and the controller drops them as repeats.
+        if self.acked_saved_at.is_none_or(|t| t.elapsed() >= ACKED_SAVE_EVERY) {
+            self.save_acked();
         }
         self.remove_acked_segments();
         while self.memory.front().is_some_and(|(s, _)| *s <= seq) {
             let (_, f) = self.memory.pop_front().expect("checked");
             self.memory_bytes -= (f.len() + HEADER) as u64;
         }
+    }
+
+    fn save_acked(&mut self) {
+        let tmp = self.dir.join("acked.tmp");
+        if std::fs::write(&tmp, self.acked.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, self.dir.join(ACKED_FILE));
+        }
+        self.acked_saved_at = Some(std::time::Instant::now());
     }
 
     fn remove_acked_segments(&mut self) {
@@ -322,6 +351,28 @@ impl Spool {
     /// Up to `max` batches with seq >= `from`, in order: (seq, frame).
     pub fn read_from(&self, from: u64, max: usize) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
+        // Batches dropped by the cap are gone: start at the oldest kept.
+        let from = from.max(self.segments.front().map_or(from, |s| s.first));
+        let in_recent = self.recent.front().is_some_and(|(first, _)| *first <= from);
+        if in_recent {
+            for (seq, frame) in &self.recent {
+                if *seq >= from && out.len() < max {
+                    out.push((*seq, frame.clone()));
+                }
+            }
+        } else {
+            self.read_disk(from, max, &mut out);
+        }
+        let from = out.last().map_or(from, |(s, _)| s + 1);
+        for (seq, frame) in &self.memory {
+            if *seq >= from && out.len() < max {
+                out.push((*seq, frame.clone()));
+            }
+        }
+        out
+    }
+
+    fn read_disk(&self, from: u64, max: usize, out: &mut Vec<(u64, Vec<u8>)>) {
         for s in &self.segments {
             if s.last < from || out.len() >= max {
                 continue;
@@ -339,12 +390,12 @@ impl Spool {
                 }
             }
         }
-        for (seq, frame) in &self.memory {
-            if *seq >= from && out.len() < max {
-                out.push((*seq, frame.clone()));
-            }
-        }
-        out
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.save_acked();
     }
 }
 
@@ -410,6 +461,21 @@ mod tests {
         assert!(w.iter().all(|d| *d == 1), "kept batches are contiguous");
         assert_eq!(s.take_dropped_unreported(), s.dropped());
         assert_eq!(s.take_dropped_unreported(), 0);
+    }
+
+    #[test]
+    fn fresh_batches_come_from_memory_and_old_ones_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 64 << 20).unwrap();
+        for _ in 0..100 {
+            s.append(|q| frame(q, 10_000));
+        }
+        // ~1 MB written, 256 KiB of it recent: both paths agree.
+        assert!(s.recent.len() < 100 && !s.recent.is_empty());
+        assert_eq!(seqs(&s, 1), (1..=100).collect::<Vec<_>>());
+        assert_eq!(seqs(&s, 95), (95..=100).collect::<Vec<_>>());
+        assert_eq!(s.read_from(60, 3).iter().map(|r| r.0).collect::<Vec<_>>(), vec![60, 61, 62]);
+        assert_eq!(s.read_from(99, 10)[1].1, frame(100, 10_000));
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub fn is_whole_disk(name: &str, in_sys_block: bool) -> bool {
 #[derive(Debug, Default)]
 pub struct DiskCollector {
     prev: HashMap<String, DiskCounters>,
+    /// Whether a device name is a whole disk, looked up once per name.
+    whole: HashMap<String, bool>,
     at: Option<Instant>,
 }
 
@@ -70,8 +72,10 @@ impl DiskCollector {
         let mut out = Vec::new();
         let mut next = HashMap::with_capacity(self.prev.len());
         for (name, c) in all {
-            let whole = roots.sys.join("block").join(&name).exists();
-            if !is_whole_disk(&name, whole) {
+            let whole = *self.whole.entry(name.clone()).or_insert_with(|| {
+                is_whole_disk(&name, roots.sys.join("block").join(&name).exists())
+            });
+            if !whole {
                 continue;
             }
             if let (Some(secs), Some(p)) = (secs, self.prev.get(&name)) {
