@@ -18,7 +18,9 @@ if ! command -v prometheus-node-exporter >/dev/null || ! command -v collectd >/d
   echo "installing prometheus-node-exporter and collectd-core (apt-get)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-node-exporter collectd-core >/dev/null
 fi
-cargo build --release --quiet -p controller -p agent-monitor
+cargo build --release --quiet -p controller
+# The agent as it ships (see [profile.dist]).
+cargo build --profile dist --quiet -p agent-monitor
 
 tmp=$(mktemp -d)
 pids=()
@@ -38,7 +40,7 @@ RUST_LOG=warn target/release/controller serve 2>"$tmp/controller.log" & pids+=($
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
 line=$(target/release/controller token create --role monitor 2>/dev/null)
 # shellcheck disable=SC2086
-RUST_LOG=warn target/release/${line} --state-dir "$tmp/agent" --interval 1s 2>"$tmp/agent.log" & agent=$!; pids+=($agent)
+RUST_LOG=warn target/dist/${line} --state-dir "$tmp/agent" --interval 1s 2>"$tmp/agent.log" & agent=$!; pids+=($agent)
 
 # node_exporter + scrape loop.
 nport=$(free_port)

@@ -18,14 +18,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    protocol::cli::init_logging();
     let args = Args::parse();
     let cfg = match args.link.resolve(Role::Jmeter, env!("CARGO_PKG_VERSION")) {
         Ok(c) => c,

@@ -47,14 +47,7 @@ enum Cmd {
 // costs memory and wake-ups on the host it watches.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    protocol::cli::init_logging();
     let args = Args::parse();
     if let Some(Cmd::Sample { app }) = args.cmd {
         return sample(app, args.interval.into());

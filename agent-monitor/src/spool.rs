@@ -321,7 +321,10 @@ impl Spool {
         // Persisting every ack would cost a file write and a rename each
         // second; after a restart, batches acked since the last save are
         // sent again and the controller drops them as repeats.
-        if self.acked_saved_at.is_none_or(|t| t.elapsed() >= ACKED_SAVE_EVERY) {
+        if self
+            .acked_saved_at
+            .is_none_or(|t| t.elapsed() >= ACKED_SAVE_EVERY)
+        {
             self.save_acked();
         }
         self.remove_acked_segments();
@@ -474,7 +477,10 @@ mod tests {
         assert!(s.recent.len() < 100 && !s.recent.is_empty());
         assert_eq!(seqs(&s, 1), (1..=100).collect::<Vec<_>>());
         assert_eq!(seqs(&s, 95), (95..=100).collect::<Vec<_>>());
-        assert_eq!(s.read_from(60, 3).iter().map(|r| r.0).collect::<Vec<_>>(), vec![60, 61, 62]);
+        assert_eq!(
+            s.read_from(60, 3).iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![60, 61, 62]
+        );
         assert_eq!(s.read_from(99, 10)[1].1, frame(100, 10_000));
     }
 

@@ -144,3 +144,104 @@ pub struct HostFacts {
     pub disks: Vec<(String, u64)>,
     pub addresses: Vec<String>,
 }
+
+/// Host-wide disk figures derived from the per-device ones: bytes summed,
+/// utilisation of the busiest device (a host is as I/O-bound as its
+/// busiest disk; an average would hide one saturated disk among idle ones).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct DiskTotal {
+    pub read_bps: f64,
+    pub write_bps: f64,
+    pub util_pct: f32,
+}
+
+/// Host-wide network figures: bytes summed, utilisation of the busiest
+/// interface whose speed is known.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct NetTotal {
+    pub rx_bps: f64,
+    pub tx_bps: f64,
+    pub util_pct: Option<f32>,
+}
+
+impl HostSample {
+    pub fn disk_total(&self) -> DiskTotal {
+        self.disks
+            .iter()
+            .fold(DiskTotal::default(), |t, d| DiskTotal {
+                read_bps: t.read_bps + d.read_bps,
+                write_bps: t.write_bps + d.write_bps,
+                util_pct: t.util_pct.max(d.util_pct),
+            })
+    }
+
+    pub fn net_total(&self) -> NetTotal {
+        self.nets.iter().fold(NetTotal::default(), |t, n| NetTotal {
+            rx_bps: t.rx_bps + n.rx_bps,
+            tx_bps: t.tx_bps + n.tx_bps,
+            util_pct: match (t.util_pct, n.util_pct) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_bytes_and_take_the_busiest_device() {
+        let s = HostSample {
+            disks: vec![
+                DiskStats {
+                    name: "sda".into(),
+                    read_bps: 10.0,
+                    write_bps: 1.0,
+                    util_pct: 90.0,
+                },
+                DiskStats {
+                    name: "sdb".into(),
+                    read_bps: 5.0,
+                    write_bps: 2.0,
+                    util_pct: 10.0,
+                },
+            ],
+            nets: vec![
+                NetStats {
+                    name: "eth0".into(),
+                    rx_bps: 1.0,
+                    tx_bps: 2.0,
+                    speed_mbps: None,
+                    util_pct: None,
+                },
+                NetStats {
+                    name: "eth1".into(),
+                    rx_bps: 3.0,
+                    tx_bps: 4.0,
+                    speed_mbps: Some(1000),
+                    util_pct: Some(7.0),
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            s.disk_total(),
+            DiskTotal {
+                read_bps: 15.0,
+                write_bps: 3.0,
+                util_pct: 90.0
+            }
+        );
+        assert_eq!(
+            s.net_total(),
+            NetTotal {
+                rx_bps: 4.0,
+                tx_bps: 6.0,
+                util_pct: Some(7.0)
+            }
+        );
+        assert_eq!(HostSample::default().net_total().util_pct, None);
+    }
+}
