@@ -9,8 +9,10 @@
 //!   sample per host, fan-out to stores.
 //! - [`gateway`]: QUIC endpoint, enrollment, agent sessions, live registry.
 //! - [`web`]: HTTP JSON API; the only module that knows HTTP.
+//! - [`alerts`]: alert rules and the mail that tells people.
 //! - [`demo`]: the one-command local demo (controller + two local agents).
 
+pub mod alerts;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -5,6 +5,8 @@
 //! A service a test needs and cannot start is a test failure with the
 //! reason, never a silent pass.
 
+pub mod smtp;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

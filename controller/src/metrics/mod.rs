@@ -7,6 +7,8 @@
 //! (the metric store and alerts of later work). Knows nothing about QUIC or
 //! HTTP.
 
+pub mod codec;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
