@@ -8,6 +8,8 @@
 //! HTTP.
 
 pub mod codec;
+pub mod embedded;
+pub mod fields;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
