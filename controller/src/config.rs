@@ -20,6 +20,14 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub gateway: GatewaySettings,
     pub web: WebSettings,
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// How long each resolution is kept (days).
+    pub retention: crate::metrics::Retention,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +57,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("/var/lib/myplatform"),
             gateway: GatewaySettings::default(),
             web: WebSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -151,6 +160,10 @@ impl Settings {
     fn validate(&self) -> Result<(), String> {
         if self.gateway.heartbeat_secs == 0 || self.gateway.heartbeat_secs > 300 {
             return Err("gateway.heartbeat_secs must be between 1 and 300".into());
+        }
+        let r = &self.metrics.retention;
+        if r.raw_days == 0 || r.minute_days < r.raw_days || r.hour_days < r.minute_days {
+            return Err("metrics.retention: need 1 <= raw_days <= minute_days <= hour_days".into());
         }
         if self.gateway.agent_cert_days == 0 {
             return Err("gateway.agent_cert_days must be at least 1".into());

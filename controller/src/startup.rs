@@ -12,11 +12,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::gateway::{Gateway, Registry};
 use crate::inventory::Inventory;
-use crate::metrics::Metrics;
+use crate::metrics::{EmbeddedStore, Metrics};
 use crate::web;
 
 /// File name of the inventory inside the data directory.
 pub const INVENTORY_FILE: &str = "inventory.db";
+/// File name of the embedded metric store inside the data directory.
+pub const METRICS_FILE: &str = "metrics.db";
+/// How often expired metric blocks are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Opens what the data directory holds (creating it on first start).
 pub fn open_data_dir(
@@ -28,6 +32,24 @@ pub fn open_data_dir(
     let ca = CertificateAuthority::load_or_create(dir).context("loading the controller CA")?;
     let inventory = Inventory::open(&dir.join(INVENTORY_FILE)).context("opening the inventory")?;
     Ok((Arc::new(inventory), Arc::new(ca)))
+}
+
+async fn prune(store: Arc<EmbeddedStore>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let s = store.clone();
+        let r =
+            tokio::task::spawn_blocking(move || s.prune(crate::metrics::embedded::now_ms())).await;
+        match r {
+            Ok(Ok(n)) if n > 0 => tracing::info!(blocks = n, "expired metric blocks pruned"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "pruning metric blocks failed"),
+            _ => {}
+        }
+    }
 }
 
 /// A running controller.
@@ -47,7 +69,16 @@ impl Controller {
     pub async fn start(settings: &Settings) -> anyhow::Result<Controller> {
         certs::tls::install_default_provider();
         let (inventory, ca) = open_data_dir(settings)?;
-        let metrics = Arc::new(Metrics::new(inventory.clone()).context("loading metric state")?);
+        let store = Arc::new(
+            EmbeddedStore::open(
+                &settings.data_dir.join(METRICS_FILE),
+                settings.metrics.retention.clone(),
+            )
+            .context("opening the metric store")?,
+        );
+        let metrics = Arc::new(
+            Metrics::new(inventory.clone(), store.clone()).context("loading metric state")?,
+        );
         let gateway = Gateway::bind(
             &settings.gateway,
             inventory.clone(),
@@ -72,6 +103,7 @@ impl Controller {
             metrics: metrics.clone(),
         };
         let web_task = tokio::spawn(web::serve(listener, state, shutdown.clone()));
+        let prune_task = tokio::spawn(prune(store, shutdown.clone()));
         Ok(Controller {
             gateway_addr,
             http_addr,
@@ -81,7 +113,7 @@ impl Controller {
             metrics,
             shutdown,
             gateway,
-            tasks: vec![gateway_task, web_task],
+            tasks: vec![gateway_task, web_task, prune_task],
         })
     }
 

@@ -5,6 +5,7 @@
 //! A service a test needs and cannot start is a test failure with the
 //! reason, never a silent pass.
 
+pub mod influx;
 pub mod smtp;
 
 use std::io::Read;

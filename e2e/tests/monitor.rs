@@ -95,6 +95,50 @@ async fn the_agent_reports_to_a_real_controller() {
     assert_eq!(host["hostname"].as_str(), Some(hostname.trim()));
     let id = host["agent_id"].as_str().unwrap().to_string();
 
+    // The series are stored and queryable, alone and as a group mean.
+    let base = format!("http://127.0.0.1:{http}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let from = now - 600_000;
+    let q = get_json(&format!(
+        "{base}/api/hosts/{id}/series?fields=cpu.busy_pct,mem.total_bytes&from={from}"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(q["resolution"], "raw");
+    let cpu = q["series"][0]["points"].as_array().unwrap();
+    assert!(cpu.len() >= 2, "{q}");
+    assert!(
+        cpu.iter()
+            .all(|p| (0.0..=100.0).contains(&p[1].as_f64().unwrap()))
+    );
+    assert_eq!(
+        q["series"][1]["points"][0][1].as_f64(),
+        Some(mem_total_bytes() as f64)
+    );
+    let m = get_json(&format!(
+        "{base}/api/series/mean?field=cpu.busy_pct&max_points=10"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(m["hosts"], 1);
+    assert!(
+        !m["result"]["series"][0]["points"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{m}"
+    );
+    let bad = reqwest::get(format!(
+        "{base}/api/hosts/{id}/series?fields=cpu.busy_pct&from=10&to=5"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("not after"));
+
     // The admin points the agent at an application; no agent restart.
     let marker = format!("e2e-app-{}", std::process::id());
     let code = "import socket,time\n\

@@ -2,3 +2,4 @@
 //! email that reports them. Knows nothing about QUIC or HTTP.
 
 pub mod mailer;
+pub mod rules;

@@ -460,14 +460,15 @@ fn dispatch(
             dropped_before,
             samples,
         } => {
-            let ack = shared
+            let r = shared
                 .metrics
                 .ingest(agent_id, seq, dropped_before, samples);
-            // Acks are cumulative, so one every few batches is enough: each
-            // ack is a packet both ways on every host, every second. A
-            // repeat is answered at once so a replaying agent moves on.
-            if ack != seq || seq % ACK_EVERY == 0 {
-                let _ = tx.try_send(ControllerMsg::MetricAck { seq: ack });
+            // Acks are cumulative and name only durable batches, so one
+            // every few batches is enough: each ack is a packet both ways on
+            // every host. A repeat is answered at once so a replaying agent
+            // moves on.
+            if r.duplicate || seq % ACK_EVERY == 0 {
+                let _ = tx.try_send(ControllerMsg::MetricAck { seq: r.durable });
             }
             Ok(())
         }

@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod embedded;
 pub mod fields;
+pub mod influx;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use tokio::sync::broadcast;
 use tracing::warn;
 
 use crate::inventory::Inventory;
+pub use embedded::{EmbeddedStore, Retention, StoreError};
 
 /// A batch accepted for storage.
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ struct HostState {
     duplicates: u64,
     /// Batches the agent reported dropping (its buffer was full).
     dropped_by_agent: u64,
+    /// Samples the store refused (clock far off, too old).
+    rejected: u64,
 }
 
 /// What `/api/hosts` shows of a host's metrics.
@@ -53,11 +57,22 @@ pub struct HostView {
     pub batches: u64,
     pub duplicates: u64,
     pub dropped_by_agent: u64,
+    pub rejected_samples: u64,
+}
+
+/// The outcome of [`Metrics::ingest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// Everything up to this seq is stored durably (the cumulative ack).
+    pub durable: u64,
+    /// The batch had been stored before (a replay).
+    pub duplicate: bool,
 }
 
 pub struct Metrics {
     hosts: Mutex<HashMap<AgentId, HostState>>,
     inventory: Arc<Inventory>,
+    store: Arc<EmbeddedStore>,
     tx: broadcast::Sender<Arc<Batch>>,
 }
 
@@ -68,7 +83,10 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub fn new(inventory: Arc<Inventory>) -> Result<Metrics, crate::inventory::Error> {
+    pub fn new(
+        inventory: Arc<Inventory>,
+        store: Arc<EmbeddedStore>,
+    ) -> Result<Metrics, crate::inventory::Error> {
         let mut hosts = HashMap::new();
         for (id, hwm, facts) in inventory.metric_state()? {
             hosts.insert(
@@ -85,24 +103,44 @@ impl Metrics {
         Ok(Metrics {
             hosts: Mutex::new(hosts),
             inventory,
+            store,
             tx,
         })
     }
 
-    /// Accepts a batch unless it was stored before; returns the cumulative
-    /// ack (everything up to it is stored).
+    /// Stores a batch unless it was stored before.
     pub fn ingest(
         &self,
         agent_id: &AgentId,
         seq: u64,
         dropped_before: u64,
         samples: Vec<HostSample>,
-    ) -> u64 {
+    ) -> Ingested {
         let mut hosts = self.hosts.lock().expect("metrics lock");
         let h = hosts.entry(agent_id.clone()).or_default();
         if seq <= h.hwm {
             h.duplicates += 1;
-            return h.hwm;
+            return Ingested {
+                durable: h.persisted_hwm,
+                duplicate: true,
+            };
+        }
+        // Into the store before the high-water mark moves, under the same
+        // lock: a flush never persists a mark ahead of the data.
+        for s in &samples {
+            match self
+                .store
+                .append(agent_id.as_str(), s.ts_ms as i64, &fields::flatten(s))
+            {
+                Ok(_) => {}
+                Err(StoreError::Rejected(why)) => {
+                    h.rejected += 1;
+                    if h.rejected.is_power_of_two() {
+                        warn!(%agent_id, rejected = h.rejected, "sample refused: {why}");
+                    }
+                }
+                Err(e) => warn!(%agent_id, error = %e, "metric store write failed"),
+            }
         }
         h.hwm = seq;
         h.batches += 1;
@@ -112,7 +150,7 @@ impl Metrics {
         {
             h.latest = Some(newest.clone());
         }
-        let ack = h.hwm;
+        let durable = h.persisted_hwm;
         drop(hosts);
         // Nobody listening is fine: the newest sample is kept above.
         let _ = self.tx.send(Arc::new(Batch {
@@ -120,17 +158,24 @@ impl Metrics {
             seq,
             samples,
         }));
-        ack
+        Ingested {
+            durable,
+            duplicate: false,
+        }
     }
 
-    /// The highest batch stored for an agent (sent at connect so an agent
-    /// that lost its buffer continues numbering after it).
+    pub fn store(&self) -> &Arc<EmbeddedStore> {
+        &self.store
+    }
+
+    /// The highest batch stored durably for an agent (sent at connect so
+    /// an agent that lost its buffer continues numbering after it).
     pub fn high_water_mark(&self, agent_id: &AgentId) -> u64 {
         self.hosts
             .lock()
             .expect("metrics lock")
             .get(agent_id)
-            .map_or(0, |h| h.hwm)
+            .map_or(0, |h| h.persisted_hwm)
     }
 
     pub fn set_facts(&self, agent_id: &AgentId, facts: HostFacts) {
@@ -161,15 +206,16 @@ impl Metrics {
                 batches: h.batches,
                 duplicates: h.duplicates,
                 dropped_by_agent: h.dropped_by_agent,
+                rejected_samples: h.rejected,
             })
             .collect();
         v.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         v
     }
 
-    /// Persists high-water marks that moved. Called every second and at
-    /// shutdown: after a crash at most that much is stored twice, which the
-    /// store's idempotent writes absorb.
+    /// Makes what was ingested durable: the store's open blocks, then the
+    /// high-water marks they cover. Called every second and at shutdown;
+    /// acknowledgements to agents only ever name durable batches.
     pub fn flush(&self) {
         let changed: Vec<(AgentId, u64)> = {
             let hosts = self.hosts.lock().expect("metrics lock");
@@ -180,6 +226,10 @@ impl Metrics {
                 .collect()
         };
         if changed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.flush() {
+            warn!(error = %e, "cannot write metric blocks; will retry");
             return;
         }
         match self.inventory.save_metric_seqs(&changed) {
@@ -230,38 +280,71 @@ mod tests {
             uses_left: 0,
         };
         inv.record_enrollment(&cert, &facts, &policy, 1).unwrap();
-        let m = Metrics::new(inv.clone()).unwrap();
+        let store =
+            Arc::new(EmbeddedStore::open(&dir.path().join("m.db"), Retention::default()).unwrap());
+        let m = Metrics::new(inv.clone(), store.clone()).unwrap();
         let mut rx = m.subscribe();
-        let s = |ts| {
+        let now = embedded::now_ms() as u64;
+        let s = |ts: u64| {
             vec![HostSample {
-                ts_ms: ts,
+                ts_ms: now - 100_000 + ts,
+                mem: Some(protocol::metrics::MemStats {
+                    total_bytes: ts,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }]
         };
-        assert_eq!(m.ingest(&id, 1, 0, s(10)), 1);
-        assert_eq!(m.ingest(&id, 2, 0, s(20)), 2);
-        assert_eq!(m.ingest(&id, 2, 0, s(20)), 2, "duplicate");
-        assert_eq!(m.ingest(&id, 1, 0, s(10)), 2, "old duplicate");
-        assert_eq!(m.ingest(&id, 5, 2, s(50)), 5, "gap after agent-side drops");
+        let new = |durable| Ingested {
+            durable,
+            duplicate: false,
+        };
+        let dup = |durable| Ingested {
+            durable,
+            duplicate: true,
+        };
+        assert_eq!(m.ingest(&id, 1, 0, s(10)), new(0), "nothing durable yet");
+        assert_eq!(m.ingest(&id, 2, 0, s(20)), new(0));
+        assert_eq!(m.ingest(&id, 2, 0, s(20)), dup(0));
+        m.flush();
+        assert_eq!(
+            m.ingest(&id, 1, 0, s(10)),
+            dup(2),
+            "old duplicate, now durable"
+        );
+        assert_eq!(
+            m.ingest(&id, 5, 2, s(50)),
+            new(2),
+            "gap after agent-side drops"
+        );
         let h = &m.hosts()[0];
         assert_eq!(
             (h.batches, h.duplicates, h.dropped_by_agent, h.last_seq),
             (3, 2, 2, 5)
         );
-        assert_eq!(h.latest.as_ref().unwrap().ts_ms, 50);
+        assert_eq!(h.latest.as_ref().unwrap().ts_ms, now - 100_000 + 50);
         let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|b| b.seq)
             .collect();
         assert_eq!(got, vec![1, 2, 5]);
+        // A sample from a host whose clock is an hour ahead is counted, not stored.
+        m.ingest(&id, 6, 0, s(3_600_000 + 100_000));
+        assert_eq!(m.hosts()[0].rejected_samples, 1);
         m.flush();
         drop(m);
-        let m = Metrics::new(inv).unwrap();
-        assert_eq!(m.high_water_mark(&id), 5);
-        assert_eq!(
-            m.ingest(&id, 5, 0, s(50)),
-            5,
+        let m = Metrics::new(inv, store.clone()).unwrap();
+        assert_eq!(m.high_water_mark(&id), 6);
+        assert!(
+            m.ingest(&id, 5, 0, s(50)).duplicate,
             "still a duplicate after a restart"
         );
-        assert_eq!(m.ingest(&id, 6, 0, s(60)), 6);
+        assert_eq!(m.ingest(&id, 7, 0, s(70)), new(6));
+        // The samples reached the store.
+        let from = (now - 100_000) as i64;
+        let r = store
+            .query(id.as_str(), &["mem.total_bytes"], from, from + 100, 100)
+            .unwrap();
+        let values: Vec<f64> = r.series[0].points.iter().map(|p| p.1).collect();
+        assert_eq!(values, vec![10.0, 20.0, 50.0, 70.0]);
     }
 }

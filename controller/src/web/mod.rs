@@ -2,7 +2,8 @@
 //! HTTP and JSON; it reads state through the gateway registry and the
 //! inventory and holds none of its own.
 //!
-//! For now: `GET /api/agents` and `GET /api/hosts`, read-only, unauthenticated, meant for a
+//! For now: `GET /api/agents`, `GET /api/hosts`, and the series queries
+//! `GET /api/hosts/{id}/series` and `GET /api/series/mean`, read-only, unauthenticated, meant for a
 //! loopback listener (the default). Authentication arrives with the users
 //! and permissions of the inventory.
 
@@ -33,6 +34,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/agents", get(agents))
         .route("/api/hosts", get(hosts))
+        .route("/api/hosts/{id}/series", get(host_series))
+        .route("/api/series/mean", get(mean_series))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -137,6 +140,119 @@ async fn hosts(State(st): State<AppState>) -> Response {
         })
         .collect();
     Json(entries).into_response()
+}
+
+/// Time range (Unix ms) and point budget of a chart; defaults: the last
+/// hour, 2000 points. (Not a flattened struct: serde's `flatten` cannot
+/// read numbers from a query string.)
+fn resolve_range(
+    from: Option<i64>,
+    to: Option<i64>,
+    max_points: Option<usize>,
+) -> (i64, i64, usize) {
+    let to = to.unwrap_or_else(crate::metrics::embedded::now_ms);
+    let from = from.unwrap_or(to - 3_600_000);
+    (from, to, max_points.unwrap_or(2000))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SeriesParams {
+    /// Comma-separated field names, e.g. `cpu.busy_pct,cpu.iowait_pct`.
+    fields: String,
+    from: Option<i64>,
+    to: Option<i64>,
+    max_points: Option<usize>,
+}
+
+fn store_error(e: crate::metrics::StoreError) -> Response {
+    match e {
+        crate::metrics::StoreError::BadQuery(m) => (StatusCode::BAD_REQUEST, m).into_response(),
+        other => {
+            error!(error = %other, "metric query failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metric store unavailable",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn host_series(
+    State(st): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(p): axum::extract::Query<SeriesParams>,
+) -> Response {
+    let (from, to, max_points) = resolve_range(p.from, p.to, p.max_points);
+    let fields: Vec<String> = p
+        .fields
+        .split(',')
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+        .collect();
+    if fields.is_empty() || fields.len() > 50 {
+        return (StatusCode::BAD_REQUEST, "give 1 to 50 fields").into_response();
+    }
+    let store = st.metrics.store().clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+        store.query(&id, &names, from, to, max_points)
+    })
+    .await;
+    match r {
+        Ok(Ok(q)) => Json(q).into_response(),
+        Ok(Err(e)) => store_error(e),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query failed").into_response(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MeanParams {
+    field: String,
+    /// Only hosts of this group (any when absent).
+    group: Option<String>,
+    /// Only hosts of this room (any when absent).
+    room: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    max_points: Option<usize>,
+}
+
+/// The average of a field over the monitored hosts of a group and room.
+/// Group and room are read from the inventory now, so a host that moved
+/// counts where it is, with all of its history.
+async fn mean_series(
+    State(st): State<AppState>,
+    axum::extract::Query(p): axum::extract::Query<MeanParams>,
+) -> Response {
+    let (from, to, max_points) = resolve_range(p.from, p.to, p.max_points);
+    let hosts: Vec<String> = match st.inventory.agents() {
+        Ok(a) => a
+            .into_iter()
+            .filter(|a| a.role == certs::Role::Monitor)
+            .filter(|a| p.group.is_none() || a.group == p.group)
+            .filter(|a| p.room.is_none() || a.room == p.room)
+            .map(|a| a.id.to_string())
+            .collect(),
+        Err(e) => {
+            error!(error = %e, "listing hosts");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "inventory unavailable").into_response();
+        }
+    };
+    let store = st.metrics.store().clone();
+    let field = p.field.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        store
+            .query_mean(&names, &field, from, to, max_points)
+            .map(|q| (q, hosts.len()))
+    })
+    .await;
+    match r {
+        Ok(Ok((q, n))) => Json(serde_json::json!({ "hosts": n, "result": q })).into_response(),
+        Ok(Err(e)) => store_error(e),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query failed").into_response(),
+    }
 }
 
 /// Serves HTTP on an already bound listener until `shutdown`.
