@@ -248,11 +248,11 @@ fn rollup(b: &Block, step: i64) -> Block {
             let values = buckets
                 .iter()
                 .map(|&(_, a, z)| {
-                    let vals = c.values[a..z].iter().copied().filter(|v| !v.is_nan());
+                    let mut vals = c.values[a..z].iter().copied().filter(|v| !v.is_nan());
                     match kind {
                         "min" => vals.fold(f64::NAN, f64::min),
                         "max" => vals.fold(f64::NAN, f64::max),
-                        "last" => vals.last().unwrap_or(f64::NAN),
+                        "last" => vals.next_back().unwrap_or(f64::NAN),
                         _ => {
                             let (sum, n) = vals.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
                             if n == 0 { f64::NAN } else { sum / f64::from(n) }
