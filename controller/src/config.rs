@@ -21,6 +21,7 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     pub web: WebSettings,
     pub metrics: MetricsSettings,
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -58,6 +59,7 @@ impl Default for Settings {
             gateway: GatewaySettings::default(),
             web: WebSettings::default(),
             metrics: MetricsSettings::default(),
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use certs::CertificateAuthority;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Alerts;
 use crate::config::Settings;
 use crate::gateway::{Gateway, Registry};
 use crate::inventory::Inventory;
@@ -60,6 +61,7 @@ pub struct Controller {
     pub ca: Arc<CertificateAuthority>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    pub alerts: Arc<Alerts>,
     shutdown: CancellationToken,
     gateway: Arc<Gateway>,
     tasks: Vec<JoinHandle<()>>,
@@ -97,13 +99,19 @@ impl Controller {
         let g = gateway.clone();
         let s = shutdown.clone();
         let gateway_task = tokio::spawn(g.run(s));
+        let alerts = Arc::new(
+            Alerts::new(&settings.alerts, inventory.clone(), metrics.clone())
+                .map_err(anyhow::Error::msg)?,
+        );
         let state = web::AppState {
+            alerts: alerts.clone(),
             inventory: inventory.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
         };
         let web_task = tokio::spawn(web::serve(listener, state, shutdown.clone()));
         let prune_task = tokio::spawn(prune(store, shutdown.clone()));
+        let alerts_task = tokio::spawn(alerts.clone().run(shutdown.clone()));
         Ok(Controller {
             gateway_addr,
             http_addr,
@@ -113,7 +121,8 @@ impl Controller {
             metrics,
             shutdown,
             gateway,
-            tasks: vec![gateway_task, web_task, prune_task],
+            alerts,
+            tasks: vec![gateway_task, web_task, prune_task, alerts_task],
         })
     }
 

@@ -64,6 +64,19 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE agents ADD COLUMN metric_seq INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE agents ADD COLUMN facts TEXT;
      ALTER TABLE agents ADD COLUMN app_identifier TEXT;",
+    // 3: alerts and their mail
+    "CREATE TABLE alerts (
+        id          INTEGER PRIMARY KEY,
+        host        TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        firing      INTEGER NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        message     TEXT NOT NULL,
+        mail_state  TEXT NOT NULL,
+        mail_error  TEXT,
+        mail_tries  INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX alerts_pending ON alerts (mail_state) WHERE mail_state = 'pending';",
 ];
 
 /// A known (enrolled) agent as stored.
@@ -452,6 +465,81 @@ impl Inventory {
             )
             .optional()
             .map(Option::flatten)
+        })
+    }
+}
+
+/// An alert as stored.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StoredAlert {
+    pub id: i64,
+    pub host: String,
+    pub kind: String,
+    /// True when the episode started, false when it cleared.
+    pub firing: bool,
+    pub at_ms: i64,
+    pub message: String,
+    /// `pending` (not sent yet, retried), `sent`, `failed` (gave up),
+    /// `off` (no SMTP configured), `stale` (an old event replayed late).
+    pub mail_state: String,
+    pub mail_error: Option<String>,
+    pub mail_tries: u32,
+}
+
+impl Inventory {
+    pub fn insert_alert(
+        &self,
+        host: &str,
+        kind: &str,
+        firing: bool,
+        at_ms: i64,
+        message: &str,
+        mail_state: &str,
+    ) -> Result<i64> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO alerts (host, kind, firing, at_ms, message, mail_state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![host, kind, firing, at_ms, message, mail_state],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn set_alert_mail(&self, id: i64, state: &str, error: Option<&str>) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE alerts SET mail_state = ?2, mail_error = ?3, mail_tries = mail_tries + 1 WHERE id = ?1",
+                params![id, state, error],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Newest first.
+    pub fn alerts(&self, limit: usize, only_pending: bool) -> Result<Vec<StoredAlert>> {
+        self.with(|c| {
+            let sql = if only_pending {
+                "SELECT id, host, kind, firing, at_ms, message, mail_state, mail_error, mail_tries FROM alerts
+                 WHERE mail_state = 'pending' ORDER BY id LIMIT ?1"
+            } else {
+                "SELECT id, host, kind, firing, at_ms, message, mail_state, mail_error, mail_tries FROM alerts
+                 ORDER BY id DESC LIMIT ?1"
+            };
+            let mut st = c.prepare(sql)?;
+            st.query_map([limit as i64], |r| {
+                Ok(StoredAlert {
+                    id: r.get(0)?,
+                    host: r.get(1)?,
+                    kind: r.get(2)?,
+                    firing: r.get(3)?,
+                    at_ms: r.get(4)?,
+                    message: r.get(5)?,
+                    mail_state: r.get(6)?,
+                    mail_error: r.get(7)?,
+                    mail_tries: r.get(8)?,
+                })
+            })?
+            .collect()
         })
     }
 }

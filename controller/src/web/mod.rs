@@ -25,6 +25,7 @@ use crate::metrics::{HostView, Metrics};
 
 #[derive(Clone)]
 pub struct AppState {
+    pub alerts: Arc<crate::alerts::Alerts>,
     pub inventory: Arc<Inventory>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/hosts", get(hosts))
         .route("/api/hosts/{id}/series", get(host_series))
         .route("/api/series/mean", get(mean_series))
+        .route("/api/alerts", get(alerts))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -252,6 +254,35 @@ async fn mean_series(
         Ok(Ok((q, n))) => Json(serde_json::json!({ "hosts": n, "result": q })).into_response(),
         Ok(Err(e)) => store_error(e),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query failed").into_response(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AlertParams {
+    limit: Option<usize>,
+}
+
+/// Open episodes and the stored alert history (newest first) with the
+/// state of their mail.
+async fn alerts(
+    State(st): State<AppState>,
+    axum::extract::Query(p): axum::extract::Query<AlertParams>,
+) -> Response {
+    let limit = p.limit.unwrap_or(200).clamp(1, 10_000);
+    let firing: Vec<serde_json::Value> = st
+        .alerts
+        .firing()
+        .into_iter()
+        .map(|(host, kind, since)| serde_json::json!({ "host": host, "kind": kind, "since_ms": since }))
+        .collect();
+    match st.alerts.list(limit) {
+        Ok(history) => {
+            Json(serde_json::json!({ "firing": firing, "history": history })).into_response()
+        }
+        Err(e) => {
+            error!(error = %e, "listing alerts");
+            (StatusCode::INTERNAL_SERVER_ERROR, "inventory unavailable").into_response()
+        }
     }
 }
 

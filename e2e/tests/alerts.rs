@@ -1,0 +1,139 @@
+//! Alerts end to end: a real agent-monitor (in-process) feeds a controller
+//! whose rule is bound to fire; the mail goes to a real SMTP server
+//! (aiosmtpd). With the SMTP server down the alert is kept as `pending`,
+//! retried, and delivered once it is back, exactly once.
+
+use std::time::Duration;
+
+use agent_monitor::collect::Roots;
+use agent_monitor::monitor::{MonitorConfig, run};
+use controller::Controller;
+use controller::alerts::mailer::{Security, SmtpSettings};
+use controller::alerts::rules::AlertRules;
+use controller::config::Settings;
+use controller::gateway::create_token;
+use e2e::smtp::SmtpServer;
+use e2e::{get_json, wait_for};
+use protocol::{IdentityStore, Link, LinkConfig, Role};
+use tokio_util::sync::CancellationToken;
+
+// Multi-threaded: the SMTP harness waits by blocking, and the controller
+// must keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_alert_is_mailed_and_survives_an_smtp_outage() {
+    certs::tls::install_default_provider();
+    let mut smtp = SmtpServer::start();
+    smtp.stop();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    s.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    s.web.listen = "127.0.0.1:0".parse().unwrap();
+    // Available memory is always below 100 % of total: fires after 1 s.
+    s.alerts.rules = AlertRules {
+        cpu_busy_above_pct: None,
+        mem_available_below_pct: Some(100.0),
+        mem_for_secs: 1,
+        full_gc_min_interval_secs: None,
+        silent_after_secs: None,
+        ..AlertRules::default()
+    };
+    s.alerts.smtp = Some(SmtpSettings {
+        host: "127.0.0.1".into(),
+        port: smtp.port,
+        security: Security::None,
+        username: None,
+        password: None,
+        from: "MyPlatform <alerts@myplatform.test>".into(),
+        to: vec!["ops@myplatform.test".into()],
+        timeout_secs: 3,
+    });
+    s.alerts.mail_retry_secs = 1;
+    let ctl = Controller::start(&s).await.unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let t = create_token(
+        &ctl.inventory,
+        Role::Monitor,
+        1,
+        Duration::from_secs(60),
+        None,
+        None,
+    )
+    .unwrap();
+    let mut cfg = LinkConfig::new(
+        ctl.gateway_addr.to_string(),
+        IdentityStore::Dir(state.path().into()),
+        Role::Monitor,
+    );
+    cfg.token = Some(t.token.expose_secret().into());
+    cfg.ca_pin = Some(ctl.ca.pin());
+    let shutdown = CancellationToken::new();
+    let (link, rx, _) = Link::spawn(cfg, shutdown.clone());
+    let monitor = MonitorConfig {
+        interval: Duration::from_millis(250),
+        spool_dir: state.path().join("spool"),
+        spool_max_bytes: 8 << 20,
+        drop_caches_below_pct: None,
+        roots: Roots::default(),
+    };
+    tokio::spawn(run(monitor, link, rx, shutdown.clone()));
+
+    let url = format!("http://{}/api/alerts", ctl.http_addr);
+    let pending = wait_for(
+        "a pending alert while SMTP is down",
+        Duration::from_secs(30),
+        || async {
+            let v = get_json(&url).await?;
+            let h = v["history"].as_array()?.first()?.clone();
+            (h["mail_state"] == "pending" && h["mail_tries"].as_u64()? >= 1).then_some(v)
+        },
+    )
+    .await;
+    let alert = &pending["history"][0];
+    assert_eq!(alert["kind"], "memory_low");
+    assert_eq!(alert["firing"], true);
+    assert!(
+        alert["mail_error"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{alert}"
+    );
+    assert_eq!(pending["firing"][0]["kind"], "memory_low");
+
+    smtp.restart();
+    assert!(
+        smtp.is_running(),
+        "SMTP server did not come back:\n{}",
+        smtp.log()
+    );
+    let mails = smtp.wait_for(1, Duration::from_secs(60));
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0]
+            .subject
+            .starts_with("[MyPlatform] ALERT memory_low on "),
+        "{}",
+        mails[0].subject
+    );
+    assert!(
+        mails[0].body.contains("memory") || mails[0].body.contains("Memory"),
+        "{}",
+        mails[0].body
+    );
+    assert_eq!(mails[0].to, vec!["ops@myplatform.test".to_string()]);
+    wait_for("the alert marked sent", Duration::from_secs(10), || async {
+        let v = get_json(&url).await?;
+        (v["history"][0]["mail_state"] == "sent").then_some(())
+    })
+    .await;
+    // Fired once per episode: no second mail while it lasts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 1);
+    shutdown.cancel();
+    ctl.stop().await;
+}
