@@ -27,8 +27,11 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
-    /// How long each resolution is kept (days).
+    /// How long each resolution is kept (days), embedded store.
     pub retention: crate::metrics::Retention,
+    /// Store metrics in this InfluxDB (1.x, or the v1 API of 2.x/3.x)
+    /// instead of the embedded store.
+    pub influxdb: Option<crate::metrics::influx::InfluxSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,7 +13,8 @@ use crate::alerts::Alerts;
 use crate::config::Settings;
 use crate::gateway::{Gateway, Registry};
 use crate::inventory::Inventory;
-use crate::metrics::{EmbeddedStore, Metrics};
+use crate::metrics::influx::InfluxStore;
+use crate::metrics::{EmbeddedStore, MetricStore, Metrics};
 use crate::web;
 
 /// File name of the inventory inside the data directory.
@@ -35,7 +36,10 @@ pub fn open_data_dir(
     Ok((Arc::new(inventory), Arc::new(ca)))
 }
 
-async fn prune(store: Arc<EmbeddedStore>, shutdown: CancellationToken) {
+async fn prune(store: MetricStore, shutdown: CancellationToken) {
+    let MetricStore::Embedded(store) = store else {
+        return;
+    };
     let mut tick = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
@@ -71,13 +75,20 @@ impl Controller {
     pub async fn start(settings: &Settings) -> anyhow::Result<Controller> {
         certs::tls::install_default_provider();
         let (inventory, ca) = open_data_dir(settings)?;
-        let store = Arc::new(
-            EmbeddedStore::open(
-                &settings.data_dir.join(METRICS_FILE),
-                settings.metrics.retention.clone(),
-            )
-            .context("opening the metric store")?,
-        );
+        let store = match &settings.metrics.influxdb {
+            Some(influx) => MetricStore::Influx(
+                InfluxStore::connect(influx.clone())
+                    .await
+                    .with_context(|| format!("connecting to InfluxDB at {}", influx.url))?,
+            ),
+            None => MetricStore::Embedded(Arc::new(
+                EmbeddedStore::open(
+                    &settings.data_dir.join(METRICS_FILE),
+                    settings.metrics.retention.clone(),
+                )
+                .context("opening the metric store")?,
+            )),
+        };
         let metrics = Arc::new(
             Metrics::new(inventory.clone(), store.clone()).context("loading metric state")?,
         );
@@ -111,6 +122,7 @@ impl Controller {
         };
         let web_task = tokio::spawn(web::serve(listener, state, shutdown.clone()));
         let prune_task = tokio::spawn(prune(store, shutdown.clone()));
+        // (InfluxDB applies its own retention policies.)
         let alerts_task = tokio::spawn(alerts.clone().run(shutdown.clone()));
         Ok(Controller {
             gateway_addr,

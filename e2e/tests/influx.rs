@@ -556,3 +556,97 @@ async fn connect_to_nothing_fails_clearly() {
         .expect_err("https");
     assert!(err.to_string().contains("only plain http://"), "{err}");
 }
+
+/// The controller configured with `metrics.influxdb`: a real agent's samples
+/// land in InfluxDB and the same series API answers from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_can_use_influxdb_as_its_metric_store() {
+    use agent_monitor::collect::Roots;
+    use agent_monitor::monitor::{MonitorConfig, run};
+    use controller::config::Settings;
+    use protocol::{IdentityStore, Link, LinkConfig, Role};
+
+    certs::tls::install_default_provider();
+    let server = InfluxServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    s.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    s.web.listen = "127.0.0.1:0".parse().unwrap();
+    s.metrics.influxdb = Some(InfluxSettings::new(server.url.clone(), "myplatform_e2e"));
+    let ctl = controller::Controller::start(&s).await.unwrap();
+    assert!(
+        !dir.path().join("metrics.db").exists(),
+        "embedded store not used"
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let t = controller::gateway::create_token(
+        &ctl.inventory,
+        Role::Monitor,
+        1,
+        Duration::from_secs(60),
+        None,
+        None,
+    )
+    .unwrap();
+    let mut cfg = LinkConfig::new(
+        ctl.gateway_addr.to_string(),
+        IdentityStore::Dir(state.path().into()),
+        Role::Monitor,
+    );
+    cfg.token = Some(t.token.expose_secret().into());
+    cfg.ca_pin = Some(ctl.ca.pin());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (link, rx, _) = Link::spawn(cfg, shutdown.clone());
+    let monitor = MonitorConfig {
+        interval: Duration::from_millis(250),
+        spool_dir: state.path().join("spool"),
+        spool_max_bytes: 8 << 20,
+        drop_caches_below_pct: None,
+        roots: Roots::default(),
+    };
+    tokio::spawn(run(monitor, link, rx, shutdown.clone()));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let base = format!("http://{}", ctl.http_addr);
+    let id = e2e::wait_for("a host", Duration::from_secs(20), || async {
+        let v = e2e::get_json(&format!("{base}/api/hosts")).await?;
+        v.as_array()?.first()?["agent_id"]
+            .as_str()
+            .map(String::from)
+    })
+    .await;
+    let url = format!(
+        "{base}/api/hosts/{id}/series?fields=mem.total_bytes&from={}",
+        now - 60_000
+    );
+    let q = e2e::wait_for("points in InfluxDB", Duration::from_secs(30), || async {
+        let v = e2e::get_json(&url).await?;
+        (v["series"][0]["points"].as_array()?.len() >= 4).then_some(v)
+    })
+    .await;
+    assert_eq!(q["resolution"], "raw");
+    let mean = e2e::get_json(&format!(
+        "{base}/api/series/mean?field=mem.total_bytes&from={}&max_points=5",
+        now - 60_000
+    ))
+    .await
+    .unwrap();
+    assert_eq!(mean["hosts"], 1);
+    let total = q["series"][0]["points"][0][1].as_f64().unwrap();
+    assert!(
+        mean["result"]["series"][0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p[1].as_f64() == Some(total))
+    );
+    shutdown.cancel();
+    ctl.stop().await;
+}

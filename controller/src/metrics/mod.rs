@@ -11,6 +11,7 @@ pub mod codec;
 pub mod embedded;
 pub mod fields;
 pub mod influx;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use tracing::warn;
 
 use crate::inventory::Inventory;
 pub use embedded::{EmbeddedStore, Retention, StoreError};
+pub use store::MetricStore;
 
 /// A batch accepted for storage.
 #[derive(Debug, Clone)]
@@ -72,7 +74,7 @@ pub struct Ingested {
 pub struct Metrics {
     hosts: Mutex<HashMap<AgentId, HostState>>,
     inventory: Arc<Inventory>,
-    store: Arc<EmbeddedStore>,
+    store: MetricStore,
     tx: broadcast::Sender<Arc<Batch>>,
 }
 
@@ -85,7 +87,7 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     pub fn new(
         inventory: Arc<Inventory>,
-        store: Arc<EmbeddedStore>,
+        store: MetricStore,
     ) -> Result<Metrics, crate::inventory::Error> {
         let mut hosts = HashMap::new();
         for (id, hwm, facts) in inventory.metric_state()? {
@@ -164,7 +166,7 @@ impl Metrics {
         }
     }
 
-    pub fn store(&self) -> &Arc<EmbeddedStore> {
+    pub fn store(&self) -> &MetricStore {
         &self.store
     }
 
@@ -282,7 +284,7 @@ mod tests {
         inv.record_enrollment(&cert, &facts, &policy, 1).unwrap();
         let store =
             Arc::new(EmbeddedStore::open(&dir.path().join("m.db"), Retention::default()).unwrap());
-        let m = Metrics::new(inv.clone(), store.clone()).unwrap();
+        let m = Metrics::new(inv.clone(), MetricStore::Embedded(store.clone())).unwrap();
         let mut rx = m.subscribe();
         let now = embedded::now_ms() as u64;
         let s = |ts: u64| {
@@ -332,7 +334,7 @@ mod tests {
         assert_eq!(m.hosts()[0].rejected_samples, 1);
         m.flush();
         drop(m);
-        let m = Metrics::new(inv, store.clone()).unwrap();
+        let m = Metrics::new(inv, MetricStore::Embedded(store.clone())).unwrap();
         assert_eq!(m.high_water_mark(&id), 6);
         assert!(
             m.ingest(&id, 5, 0, s(50)).duplicate,

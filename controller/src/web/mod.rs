@@ -195,16 +195,14 @@ async fn host_series(
     if fields.is_empty() || fields.len() > 50 {
         return (StatusCode::BAD_REQUEST, "give 1 to 50 fields").into_response();
     }
-    let store = st.metrics.store().clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-        store.query(&id, &names, from, to, max_points)
-    })
-    .await;
-    match r {
-        Ok(Ok(q)) => Json(q).into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query failed").into_response(),
+    match st
+        .metrics
+        .store()
+        .query(&id, &fields, from, to, max_points)
+        .await
+    {
+        Ok(q) => Json(q).into_response(),
+        Err(e) => store_error(e),
     }
 }
 
@@ -241,19 +239,14 @@ async fn mean_series(
             return (StatusCode::INTERNAL_SERVER_ERROR, "inventory unavailable").into_response();
         }
     };
-    let store = st.metrics.store().clone();
-    let field = p.field.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        store
-            .query_mean(&names, &field, from, to, max_points)
-            .map(|q| (q, hosts.len()))
-    })
-    .await;
-    match r {
-        Ok(Ok((q, n))) => Json(serde_json::json!({ "hosts": n, "result": q })).into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "query failed").into_response(),
+    match st
+        .metrics
+        .store()
+        .query_mean(&hosts, &p.field, from, to, max_points)
+        .await
+    {
+        Ok(q) => Json(serde_json::json!({ "hosts": hosts.len(), "result": q })).into_response(),
+        Err(e) => store_error(e),
     }
 }
 

@@ -1,0 +1,182 @@
+//! The metric store the rest of the controller uses: the embedded store
+//! (default) or InfluxDB, chosen by configuration. Both answer the same
+//! queries with the same shapes; callers never know which one it is.
+
+use std::sync::Arc;
+
+use super::embedded::{EmbeddedStore, QueryResult, Resolution, Series, StoreError, now_ms};
+use super::influx::{InfluxError, InfluxStore, Row};
+
+/// Samples further in the future than this are refused (clock trouble).
+const MAX_FUTURE_MS: i64 = 5 * 60_000;
+
+#[derive(Clone)]
+pub enum MetricStore {
+    Embedded(Arc<EmbeddedStore>),
+    Influx(InfluxStore),
+}
+
+impl std::fmt::Debug for MetricStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MetricStore::Embedded(_) => "MetricStore::Embedded",
+            MetricStore::Influx(_) => "MetricStore::Influx",
+        })
+    }
+}
+
+fn influx_err(e: InfluxError) -> StoreError {
+    StoreError::Rejected(format!("InfluxDB: {e}"))
+}
+
+impl MetricStore {
+    /// Adds one sample's fields (already finite; see `fields::flatten`).
+    pub fn append(
+        &self,
+        host: &str,
+        ts_ms: i64,
+        fields: &[(String, f64)],
+    ) -> Result<(), StoreError> {
+        match self {
+            MetricStore::Embedded(s) => s.append(host, ts_ms, fields).map(drop),
+            MetricStore::Influx(s) => {
+                if ts_ms > now_ms() + MAX_FUTURE_MS {
+                    return Err(StoreError::Rejected(format!(
+                        "sample of {host} is in the future (check the host's clock)"
+                    )));
+                }
+                // Queued; the writer retries and counts what a full queue drops.
+                s.write(vec![Row {
+                    host: host.to_string(),
+                    ts_ms,
+                    fields: fields.to_vec(),
+                }]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes appended data durable (embedded). InfluxDB rows are durable
+    /// once queued, within the queue's bound.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            MetricStore::Embedded(s) => s.flush(),
+            MetricStore::Influx(_) => Ok(()),
+        }
+    }
+
+    pub async fn query(
+        &self,
+        host: &str,
+        fields: &[String],
+        from: i64,
+        to: i64,
+        max_points: usize,
+    ) -> Result<QueryResult, StoreError> {
+        check(from, to, max_points)?;
+        match self {
+            MetricStore::Embedded(s) => {
+                let (s, host, fields) = (s.clone(), host.to_string(), fields.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+                    s.query(&host, &names, from, to, max_points)
+                })
+                .await
+                .map_err(|e| StoreError::Rejected(e.to_string()))?
+            }
+            MetricStore::Influx(s) => {
+                let (resolution, step) = influx_step(from, to, max_points);
+                let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+                let got = s
+                    .query_host(host, &names, from, to, step)
+                    .await
+                    .map_err(influx_err)?;
+                let series = fields
+                    .iter()
+                    .map(|f| Series {
+                        field: f.clone(),
+                        points: got
+                            .iter()
+                            .find(|(n, _)| n == f)
+                            .map(|(_, p)| p.iter().map(|p| (p.ts_ms, p.value)).collect())
+                            .unwrap_or_default(),
+                    })
+                    .collect();
+                Ok(QueryResult {
+                    resolution,
+                    step_ms: step.unwrap_or(1000),
+                    series,
+                })
+            }
+        }
+    }
+
+    pub async fn query_mean(
+        &self,
+        hosts: &[String],
+        field: &str,
+        from: i64,
+        to: i64,
+        max_points: usize,
+    ) -> Result<QueryResult, StoreError> {
+        check(from, to, max_points)?;
+        match self {
+            MetricStore::Embedded(s) => {
+                let (s, hosts, field) = (s.clone(), hosts.to_vec(), field.to_string());
+                tokio::task::spawn_blocking(move || {
+                    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+                    s.query_mean(&names, &field, from, to, max_points)
+                })
+                .await
+                .map_err(|e| StoreError::Rejected(e.to_string()))?
+            }
+            MetricStore::Influx(s) => {
+                let (resolution, step) = influx_step(from, to, max_points);
+                let step = step.unwrap_or(1000);
+                let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+                let pts = s
+                    .query_hosts_mean(&names, field, from, to, step)
+                    .await
+                    .map_err(influx_err)?;
+                Ok(QueryResult {
+                    resolution,
+                    step_ms: step,
+                    series: vec![Series {
+                        field: field.to_string(),
+                        points: pts.iter().map(|p| (p.ts_ms, p.value)).collect(),
+                    }],
+                })
+            }
+        }
+    }
+}
+
+fn check(from: i64, to: i64, max_points: usize) -> Result<(), StoreError> {
+    if to <= from {
+        return Err(StoreError::BadQuery(format!(
+            "end ({to}) is not after start ({from})"
+        )));
+    }
+    if max_points == 0 || max_points > 100_000 {
+        return Err(StoreError::BadQuery(
+            "max_points must be between 1 and 100000".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Raw points when they fit the budget, else means over whole seconds.
+fn influx_step(from: i64, to: i64, max_points: usize) -> (Resolution, Option<i64>) {
+    let span = to - from;
+    if span / 1000 <= max_points as i64 {
+        return (Resolution::Raw, None);
+    }
+    let per_point = (span + max_points as i64 - 1) / max_points as i64;
+    let step = (per_point + 999) / 1000 * 1000;
+    let res = if step >= 3_600_000 {
+        Resolution::Hour
+    } else {
+        Resolution::Minute
+    };
+    (res, Some(step))
+}
