@@ -40,11 +40,24 @@ impl CacheCleaner {
 
     /// Drops the page cache if due; true when it did.
     pub fn check(&mut self, mem: &MemStats) -> bool {
-        let now = Instant::now();
-        if !self.due(mem, now) {
+        if !self.due(mem, Instant::now()) {
             return false;
         }
-        self.last = Some(now);
+        self.drop_now(mem)
+    }
+
+    /// Drops the page cache because the controller asked (a memory-low
+    /// alert with cache cleaning on), still at most once per [`MIN_GAP`].
+    pub fn requested(&mut self, mem: &MemStats) -> bool {
+        if self.last.is_some_and(|t| t.elapsed() < MIN_GAP) {
+            info!("page cache drop requested but one was done recently; skipped");
+            return false;
+        }
+        self.drop_now(mem)
+    }
+
+    fn drop_now(&mut self, mem: &MemStats) -> bool {
+        self.last = Some(Instant::now());
         // "1" frees the page cache only; dentries and inodes stay.
         match std::fs::write(&self.target, "1") {
             Ok(()) => {
@@ -89,5 +102,12 @@ mod tests {
         assert!(!c.check(&low), "rate limited");
         assert!(c.due(&low, Instant::now() + MIN_GAP));
         assert!(!c.due(&MemStats::default(), Instant::now()));
+        assert!(!c.requested(&fine), "requests are rate limited too");
+        let mut fresh = CacheCleaner::new(0.0);
+        fresh.target = c.target.clone();
+        assert!(
+            fresh.requested(&fine),
+            "a request drops even above the threshold"
+        );
     }
 }

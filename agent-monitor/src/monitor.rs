@@ -59,6 +59,8 @@ pub async fn run(
 
     let mut sampler = Sampler::new(cfg.roots.clone());
     let mut cleaner = cfg.drop_caches_below_pct.map(CacheCleaner::new);
+    // Drops the controller asks for; shares the rate limit when both are on.
+    let mut last_mem = None;
     sampler.sample(); // primes the counters rates are computed from
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -71,6 +73,7 @@ pub async fn run(
                 if let (Some(c), Some(mem)) = (cleaner.as_mut(), sample.mem.as_ref()) {
                     c.check(mem);
                 }
+                last_mem = sample.mem;
                 let mut s = spool.lock().expect("spool lock");
                 let dropped_before = s.take_dropped_unreported();
                 s.append(|seq| {
@@ -87,6 +90,10 @@ pub async fn run(
                         info!(?identifier, "application identifier changed");
                         sampler.set_identifier(identifier);
                     }
+                }
+                Some(ControllerMsg::DropCaches) => {
+                    let mem = last_mem.unwrap_or_default();
+                    cleaner.get_or_insert_with(|| CacheCleaner::new(0.0)).requested(&mem);
                 }
                 Some(other) => debug!(?other, "ignored controller message"),
                 None => break,

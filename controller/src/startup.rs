@@ -111,8 +111,13 @@ impl Controller {
         let s = shutdown.clone();
         let gateway_task = tokio::spawn(g.run(s));
         let alerts = Arc::new(
-            Alerts::new(&settings.alerts, inventory.clone(), metrics.clone())
-                .map_err(anyhow::Error::msg)?,
+            Alerts::new(
+                &settings.alerts,
+                inventory.clone(),
+                metrics.clone(),
+                registry.clone(),
+            )
+            .map_err(anyhow::Error::msg)?,
         );
         let state = web::AppState {
             alerts: alerts.clone(),

@@ -639,6 +639,15 @@ async fn the_controller_can_use_influxdb_as_its_metric_store() {
     .await
     .unwrap();
     assert_eq!(mean["hosts"], 1);
+    let status = e2e::get_json(&format!("{base}/api/metrics/status"))
+        .await
+        .unwrap();
+    assert_eq!(status["backend"], "influxdb");
+    assert!(
+        status["influxdb"]["written"].as_u64().unwrap() >= 4,
+        "{status}"
+    );
+    assert_eq!(status["influxdb"]["lost"], 0);
     let total = q["series"][0]["points"][0][1].as_f64().unwrap();
     assert!(
         mean["result"]["series"][0]["points"]

@@ -131,6 +131,10 @@ async fn the_agent_reports_to_a_real_controller() {
             .is_empty(),
         "{m}"
     );
+    let status = get_json(&format!("{base}/api/metrics/status"))
+        .await
+        .unwrap();
+    assert_eq!(status["backend"], "embedded");
     let bad = reqwest::get(format!(
         "{base}/api/hosts/{id}/series?fields=cpu.busy_pct&from=10&to=5"
     ))

@@ -137,6 +137,9 @@ pub enum ControllerMsg {
     Watch {
         identifier: Option<String>,
     },
+    /// Drop the page cache now (available memory is low and the admin
+    /// enabled cache cleaning for alerts). The agent rate-limits it.
+    DropCaches,
 }
 
 /// Reads the protocol version out of an encoded `AgentMsg::Hello` (or

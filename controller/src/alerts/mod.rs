@@ -33,6 +33,9 @@ pub struct AlertSettings {
     pub smtp: Option<SmtpSettings>,
     /// How often unsent mail is retried.
     pub mail_retry_secs: u64,
+    /// When a memory-low alert fires, tell the host's agent to drop its
+    /// page cache (what the original called automatic cache cleaning).
+    pub drop_caches_on_memory_low: bool,
 }
 
 impl Default for AlertSettings {
@@ -41,6 +44,7 @@ impl Default for AlertSettings {
             rules: AlertRules::default(),
             smtp: None,
             mail_retry_secs: 30,
+            drop_caches_on_memory_low: false,
         }
     }
 }
@@ -51,6 +55,7 @@ pub struct Alerts {
     metrics: Arc<Metrics>,
     mailer: Option<Mailer>,
     retry: Duration,
+    drop_caches: Option<Arc<crate::gateway::Registry>>,
 }
 
 impl std::fmt::Debug for Alerts {
@@ -69,10 +74,12 @@ fn kind_name(k: AlertKind) -> &'static str {
 }
 
 impl Alerts {
+    /// `registry` reaches the agents (for cache cleaning).
     pub fn new(
         settings: &AlertSettings,
         inventory: Arc<Inventory>,
         metrics: Arc<Metrics>,
+        registry: Arc<crate::gateway::Registry>,
     ) -> Result<Alerts, String> {
         settings
             .rules
@@ -88,6 +95,7 @@ impl Alerts {
             metrics,
             mailer,
             retry: Duration::from_secs(settings.mail_retry_secs.max(1)),
+            drop_caches: settings.drop_caches_on_memory_low.then_some(registry),
         })
     }
 
@@ -153,6 +161,14 @@ impl Alerts {
         };
         let kind = kind_name(e.kind);
         info!(host = %e.host, kind, firing = e.firing, "{}", e.message);
+        if e.firing
+            && e.kind == AlertKind::MemoryLow
+            && let Some(registry) = &self.drop_caches
+            && let Ok(id) = e.host.parse::<certs::AgentId>()
+            && registry.send(&id, protocol::ControllerMsg::DropCaches)
+        {
+            info!(host = %e.host, "asked the agent to drop its page cache");
+        }
         let id = match self.inventory.insert_alert(
             &e.host,
             kind,

@@ -151,6 +151,32 @@ impl MetricStore {
     }
 }
 
+/// What `/api/metrics/status` shows: which store, and for InfluxDB its
+/// write queue (rows waiting, retried, lost when the queue overflowed).
+#[derive(Debug, serde::Serialize)]
+pub struct StoreStatus {
+    pub backend: &'static str,
+    pub stored_bytes: Option<u64>,
+    pub influxdb: Option<super::influx::WriterStats>,
+}
+
+impl MetricStore {
+    pub fn status(&self) -> StoreStatus {
+        match self {
+            MetricStore::Embedded(s) => StoreStatus {
+                backend: "embedded",
+                stored_bytes: s.stored_bytes().ok(),
+                influxdb: None,
+            },
+            MetricStore::Influx(s) => StoreStatus {
+                backend: "influxdb",
+                stored_bytes: None,
+                influxdb: Some(s.stats()),
+            },
+        }
+    }
+}
+
 fn check(from: i64, to: i64, max_points: usize) -> Result<(), StoreError> {
     if to <= from {
         return Err(StoreError::BadQuery(format!(

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/hosts/{id}/series", get(host_series))
         .route("/api/series/mean", get(mean_series))
         .route("/api/alerts", get(alerts))
+        .route("/api/metrics/status", get(metrics_status))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -247,6 +248,14 @@ async fn mean_series(
     {
         Ok(q) => Json(serde_json::json!({ "hosts": hosts.len(), "result": q })).into_response(),
         Err(e) => store_error(e),
+    }
+}
+
+async fn metrics_status(State(st): State<AppState>) -> Response {
+    let store = st.metrics.store().clone();
+    match tokio::task::spawn_blocking(move || store.status()).await {
+        Ok(s) => Json(s).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "status unavailable").into_response(),
     }
 }
 
