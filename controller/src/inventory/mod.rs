@@ -124,6 +124,17 @@ fn role_of(s: String) -> rusqlite::Result<Role> {
     })
 }
 
+/// A token policy from `SELECT role, group_name, room_name, expires_at, uses_left`.
+fn policy_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenPolicy> {
+    Ok(TokenPolicy {
+        role: role_of(r.get(0)?)?,
+        group: r.get(1)?,
+        room: r.get(2)?,
+        expires_at: r.get::<_, i64>(3)?.max(0) as u64,
+        uses_left: r.get(4)?,
+    })
+}
+
 fn id_of(s: String) -> rusqlite::Result<AgentId> {
     s.parse().map_err(|e: String| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
@@ -198,15 +209,7 @@ impl Inventory {
             c.query_row(
                 "SELECT role, group_name, room_name, expires_at, uses_left FROM join_tokens WHERE hash = ?1",
                 [&hash.0],
-                |r| {
-                    Ok(TokenPolicy {
-                        role: role_of(r.get(0)?)?,
-                        group: r.get(1)?,
-                        room: r.get(2)?,
-                        expires_at: r.get::<_, i64>(3)?.max(0) as u64,
-                        uses_left: r.get(4)?,
-                    })
-                },
+                policy_of,
             )
             .optional()
         })
@@ -228,15 +231,7 @@ impl Inventory {
             .query_row(
                 "SELECT role, group_name, room_name, expires_at, uses_left FROM join_tokens WHERE hash = ?1",
                 [&hash.0],
-                |r| {
-                    Ok(TokenPolicy {
-                        role: role_of(r.get(0)?)?,
-                        group: r.get(1)?,
-                        room: r.get(2)?,
-                        expires_at: r.get::<_, i64>(3)?.max(0) as u64,
-                        uses_left: r.get(4)?,
-                    })
-                },
+                policy_of,
             )
             .optional()?;
         let Some(policy) = policy else {
@@ -260,16 +255,7 @@ impl Inventory {
                 "SELECT role, group_name, room_name, expires_at, uses_left FROM join_tokens
                  WHERE uses_left > 0 AND expires_at > ?1 ORDER BY created_at",
             )?;
-            st.query_map([now as i64], |r| {
-                Ok(TokenPolicy {
-                    role: role_of(r.get(0)?)?,
-                    group: r.get(1)?,
-                    room: r.get(2)?,
-                    expires_at: r.get::<_, i64>(3)?.max(0) as u64,
-                    uses_left: r.get(4)?,
-                })
-            })?
-            .collect()
+            st.query_map([now as i64], policy_of)?.collect()
         })
     }
 

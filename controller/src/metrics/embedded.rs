@@ -667,7 +667,7 @@ fn write_block(
     Ok(())
 }
 
-fn check_range(from: i64, to: i64, max_points: usize) -> Result<(), StoreError> {
+pub(crate) fn check_range(from: i64, to: i64, max_points: usize) -> Result<(), StoreError> {
     if to <= from {
         return Err(StoreError::BadQuery(format!(
             "end ({to}) is not after start ({from})"

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use super::embedded::{EmbeddedStore, QueryResult, Resolution, Series, StoreError, now_ms};
+use super::embedded::{
+    EmbeddedStore, QueryResult, Resolution, Series, StoreError, check_range, now_ms,
+};
 use super::influx::{InfluxError, InfluxStore, Row};
 
 /// Samples further in the future than this are refused (clock trouble).
@@ -73,7 +75,7 @@ impl MetricStore {
         to: i64,
         max_points: usize,
     ) -> Result<QueryResult, StoreError> {
-        check(from, to, max_points)?;
+        check_range(from, to, max_points)?;
         match self {
             MetricStore::Embedded(s) => {
                 let (s, host, fields) = (s.clone(), host.to_string(), fields.to_vec());
@@ -119,7 +121,7 @@ impl MetricStore {
         to: i64,
         max_points: usize,
     ) -> Result<QueryResult, StoreError> {
-        check(from, to, max_points)?;
+        check_range(from, to, max_points)?;
         match self {
             MetricStore::Embedded(s) => {
                 let (s, hosts, field) = (s.clone(), hosts.to_vec(), field.to_string());
@@ -175,20 +177,6 @@ impl MetricStore {
             },
         }
     }
-}
-
-fn check(from: i64, to: i64, max_points: usize) -> Result<(), StoreError> {
-    if to <= from {
-        return Err(StoreError::BadQuery(format!(
-            "end ({to}) is not after start ({from})"
-        )));
-    }
-    if max_points == 0 || max_points > 100_000 {
-        return Err(StoreError::BadQuery(
-            "max_points must be between 1 and 100000".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Raw points when they fit the budget, else means over whole seconds.
