@@ -250,6 +250,15 @@ pub(crate) fn first_cert_der(pem: &str) -> Result<CertificateDer<'static>> {
         .map_err(|e| Error::BadCertificate(format!("not a PEM certificate: {e}")))
 }
 
+/// SHA-256 of the public key a CSR asks a certificate for (after checking
+/// the CSR's signature): how an enrollment retry is recognised.
+pub fn csr_key_fingerprint(csr_pem: &str) -> Result<String> {
+    use rcgen::PublicKeyData;
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| Error::BadCsr(e.to_string()))?;
+    Ok(sha256_hex(csr.public_key.der_bytes()))
+}
+
 /// Reads the agent id and role out of an agent certificate.
 pub fn agent_of_certificate(der: &[u8]) -> Result<(AgentId, Role)> {
     use x509_parser::prelude::*;

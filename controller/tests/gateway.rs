@@ -721,3 +721,60 @@ fn fastrand_byte() -> u8 {
         }
     }
 }
+
+#[tokio::test]
+async fn an_enrollment_retried_with_the_same_key_gets_the_same_identity_without_a_second_use() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = start(dir.path()).await;
+    let t = token(&ctl, Role::Monitor, 1, Duration::from_secs(600));
+    let (_, csr) = AgentIdentity::new_key_and_csr().unwrap();
+    let enroll = |csr: String| {
+        let pin = ctl.ca.pin();
+        let secret = t.expose_secret().to_string();
+        let addr = ctl.gateway_addr;
+        async move {
+            let tls = certs::tls::enrollment_config(&pin, ALPN_ENROLL).unwrap();
+            let conn = raw_connect(addr, tls).await;
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            frame::write_frame(&mut send, &hello(None, Role::Monitor))
+                .await
+                .unwrap();
+            frame::write_frame(
+                &mut send,
+                &AgentMsg::Enroll {
+                    token: secret,
+                    csr_pem: csr,
+                },
+            )
+            .await
+            .unwrap();
+            let reply: Option<ControllerMsg> =
+                frame::read_frame(&mut recv, frame::MAX_CONTROL_FRAME)
+                    .await
+                    .unwrap_or(None);
+            conn.close(0u32.into(), b"done");
+            reply
+        }
+    };
+    // The answer to the first attempt is "lost": the agent tries again.
+    let first = enroll(csr.clone()).await;
+    let second = enroll(csr).await;
+    let id_of = |m: Option<ControllerMsg>| match m {
+        Some(ControllerMsg::Enrolled { agent_id, .. }) => agent_id,
+        other => panic!("not enrolled: {other:?}"),
+    };
+    assert_eq!(id_of(first), id_of(second));
+    assert_eq!(ctl.inventory.agents().unwrap().len(), 1);
+    // Another key with the single-use token: refused.
+    let (_, other_csr) = AgentIdentity::new_key_and_csr().unwrap();
+    match enroll(other_csr).await {
+        Some(ControllerMsg::Rejected { reason }) => {
+            assert!(reason.contains("no uses left"), "{reason}")
+        }
+        None => {}
+        other => panic!("a second agent enrolled: {other:?}"),
+    }
+    assert_eq!(ctl.inventory.agents().unwrap().len(), 1);
+    ctl.stop().await;
+}

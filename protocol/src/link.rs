@@ -346,6 +346,7 @@ impl Link {
             state_tx,
             shutdown,
             endpoint: None,
+            enroll_key: None,
         };
         let task = tokio::spawn(async move {
             let r = runner.run().await;
@@ -368,6 +369,7 @@ struct Runner {
     state_tx: watch::Sender<LinkState>,
     shutdown: CancellationToken,
     endpoint: Option<Endpoint>,
+    enroll_key: Option<(String, String)>,
 }
 
 enum SessionEnd {
@@ -478,7 +480,13 @@ impl Runner {
             return Err(LinkError::NotEnrolled);
         };
         info!(controller = %self.cfg.controller, "enrolling with the controller");
-        let (key_pem, csr_pem) = AgentIdentity::new_key_and_csr()?;
+        // One key for every attempt: if the controller enrolled us but its
+        // answer was lost, the retry with the same key gets the same
+        // identity instead of spending the token again.
+        if self.enroll_key.is_none() {
+            self.enroll_key = Some(AgentIdentity::new_key_and_csr()?);
+        }
+        let (key_pem, csr_pem) = self.enroll_key.clone().expect("just set");
         let tls = certs::tls::enrollment_config(&pin, ALPN_ENROLL)?;
         let conn = self.connect(tls).await?;
         let (mut send, mut recv) = conn.open_bi().await?;

@@ -15,6 +15,9 @@ use tracing::{info, warn};
 use super::{FIRST_FRAME_TIMEOUT, Shared, accept_hello, refuse};
 use crate::inventory::{AgentFacts, unix_now};
 
+/// How long after enrolling an agent may repeat its enrollment.
+const ENROLL_RETRY_SECS: u64 = 3600;
+
 pub(super) async fn handle(shared: Arc<Shared>, conn: Connection) {
     let (mut send, mut recv, hello) = match accept_hello(&conn).await {
         Ok(x) => x,
@@ -86,6 +89,36 @@ fn issue(
         .token_policy(&token.hash())
         .map_err(|e| internal(e.to_string()))?
         .ok_or_else(|| certs::TokenRefusal::Unknown.to_string())?;
+    let key_fp = certs::ca::csr_key_fingerprint(csr_pem).map_err(|e| e.to_string())?;
+    // The same key with the same token within the hour: the agent enrolled
+    // but never got our answer. Same identity again, no second use of the
+    // token (a single-use token would otherwise be burnt by a lost packet).
+    let retry = shared
+        .inventory
+        .enrolled_with(
+            &token.hash(),
+            &key_fp,
+            now.saturating_sub(ENROLL_RETRY_SECS),
+        )
+        .map_err(|e| internal(e.to_string()))?;
+    if let Some((agent_id, role)) = retry
+        && role == hello.role
+    {
+        let cert = shared
+            .ca
+            .sign_agent(csr_pem, &agent_id, role, shared.cert_validity)
+            .map_err(|e| e.to_string())?;
+        shared
+            .inventory
+            .record_reissue(&cert)
+            .map_err(|e| internal(e.to_string()))?;
+        info!(%agent_id, "enrollment retried; same identity issued again");
+        return Ok(ControllerMsg::Enrolled {
+            agent_id,
+            cert_pem: cert.cert_pem,
+            ca_pem: shared.ca.cert_pem().to_string(),
+        });
+    }
     policy.admit(hello.role, now).map_err(|e| e.to_string())?;
     let agent_id = AgentId::generate();
     let cert = shared
@@ -105,7 +138,7 @@ fn issue(
     };
     shared
         .inventory
-        .record_enrollment(&cert, &facts, &policy, now)
+        .record_enrollment(&cert, &facts, &policy, &token.hash(), &key_fp, now)
         .map_err(|e| internal(e.to_string()))?;
     Ok(ControllerMsg::Enrolled {
         agent_id,

@@ -77,6 +77,9 @@ const MIGRATIONS: &[&str] = &[
         mail_tries  INTEGER NOT NULL DEFAULT 0
      );
      CREATE INDEX alerts_pending ON alerts (mail_state) WHERE mail_state = 'pending';",
+    // 4: recognising an enrollment retry (same token, same key)
+    "ALTER TABLE agents ADD COLUMN enroll_token_hash TEXT;
+     ALTER TABLE agents ADD COLUMN enroll_key_fp TEXT;",
 ];
 
 /// A known (enrolled) agent as stored.
@@ -264,6 +267,8 @@ impl Inventory {
         cert: &CertifiedAgent,
         facts: &AgentFacts<'_>,
         policy: &TokenPolicy,
+        token: &TokenHash,
+        key_fp: &str,
         now: u64,
     ) -> Result<()> {
         let not_after = cert
@@ -274,8 +279,8 @@ impl Inventory {
         self.with(|c| {
             c.execute(
                 "INSERT INTO agents (id, role, hostname, os, arch, agent_version, group_name, room_name,
-                                     cert_serial, cert_not_after, enrolled_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                     cert_serial, cert_not_after, enrolled_at, enroll_token_hash, enroll_key_fp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     cert.agent_id.as_str(),
                     cert.role.as_str(),
@@ -287,8 +292,46 @@ impl Inventory {
                     policy.room,
                     cert.serial,
                     not_after as i64,
-                    now as i64
+                    now as i64,
+                    token.0,
+                    key_fp
                 ],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The agent that enrolled with this token and this key since `since`
+    /// (Unix s) and is not revoked: an agent retrying after it lost the
+    /// controller's answer.
+    pub fn enrolled_with(
+        &self,
+        token: &TokenHash,
+        key_fp: &str,
+        since: u64,
+    ) -> Result<Option<(AgentId, Role)>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, role FROM agents WHERE enroll_token_hash = ?1 AND enroll_key_fp = ?2
+                   AND revoked_at IS NULL AND enrolled_at >= ?3",
+                params![token.0, key_fp, since as i64],
+                |r| Ok((id_of(r.get(0)?)?, role_of(r.get(1)?)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// A new certificate for an existing agent.
+    pub fn record_reissue(&self, cert: &CertifiedAgent) -> Result<()> {
+        let not_after = cert
+            .not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.with(|c| {
+            c.execute(
+                "UPDATE agents SET cert_serial = ?2, cert_not_after = ?3 WHERE id = ?1",
+                params![cert.agent_id.as_str(), cert.serial, not_after as i64],
             )
             .map(drop)
         })
@@ -628,7 +671,15 @@ mod tests {
             arch: "x86_64",
             agent_version: "0.1",
         };
-        inv.record_enrollment(&cert, &facts, &policy(1), 5).unwrap();
+        inv.record_enrollment(
+            &cert,
+            &facts,
+            &policy(1),
+            &JoinToken::generate().hash(),
+            "fp",
+            5,
+        )
+        .unwrap();
         inv.record_connect(&id, &facts, "127.0.0.1:5000", 6)
             .unwrap();
         let agents = inv.agents().unwrap();

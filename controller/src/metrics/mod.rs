@@ -281,7 +281,15 @@ mod tests {
             expires_at: 0,
             uses_left: 0,
         };
-        inv.record_enrollment(&cert, &facts, &policy, 1).unwrap();
+        inv.record_enrollment(
+            &cert,
+            &facts,
+            &policy,
+            &certs::JoinToken::generate().hash(),
+            "fp",
+            1,
+        )
+        .unwrap();
         let store =
             Arc::new(EmbeddedStore::open(&dir.path().join("m.db"), Retention::default()).unwrap());
         let m = Metrics::new(inv.clone(), MetricStore::Embedded(store.clone())).unwrap();
