@@ -6,6 +6,7 @@
 //! reason, never a silent pass.
 
 pub mod influx;
+pub mod inproc;
 pub mod smtp;
 
 use std::io::Read;

@@ -5,33 +5,21 @@
 
 use std::time::Duration;
 
-use agent_monitor::collect::Roots;
-use agent_monitor::monitor::{MonitorConfig, run};
-use controller::Controller;
 use controller::alerts::mailer::{Security, SmtpSettings};
 use controller::alerts::rules::AlertRules;
-use controller::config::Settings;
-use controller::gateway::create_token;
+use e2e::inproc::{settings, start_controller, start_monitor};
 use e2e::smtp::SmtpServer;
 use e2e::{get_json, wait_for};
-use protocol::{IdentityStore, Link, LinkConfig, Role};
-use tokio_util::sync::CancellationToken;
 
 // Multi-threaded: the SMTP harness waits by blocking, and the controller
 // must keep running meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alert_is_mailed_and_survives_an_smtp_outage() {
-    certs::tls::install_default_provider();
     let mut smtp = SmtpServer::start();
     smtp.stop();
 
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings {
-        data_dir: dir.path().to_path_buf(),
-        ..Settings::default()
-    };
-    s.gateway.listen = "127.0.0.1:0".parse().unwrap();
-    s.web.listen = "127.0.0.1:0".parse().unwrap();
+    let mut s = settings(dir.path(), "127.0.0.1:0".parse().unwrap());
     // Available memory is always below 100 % of total: fires after 1 s.
     s.alerts.rules = AlertRules {
         cpu_busy_above_pct: None,
@@ -52,35 +40,15 @@ async fn a_memory_alert_is_mailed_and_survives_an_smtp_outage() {
         timeout_secs: 3,
     });
     s.alerts.mail_retry_secs = 1;
-    let ctl = Controller::start(&s).await.unwrap();
+    let ctl = start_controller(&s).await;
 
     let state = tempfile::tempdir().unwrap();
-    let t = create_token(
-        &ctl.inventory,
-        Role::Monitor,
-        1,
-        Duration::from_secs(60),
-        None,
-        None,
-    )
-    .unwrap();
-    let mut cfg = LinkConfig::new(
-        ctl.gateway_addr.to_string(),
-        IdentityStore::Dir(state.path().into()),
-        Role::Monitor,
+    let _agent = start_monitor(
+        &ctl,
+        ctl.gateway_addr,
+        state.path(),
+        Duration::from_millis(250),
     );
-    cfg.token = Some(t.token.expose_secret().into());
-    cfg.ca_pin = Some(ctl.ca.pin());
-    let shutdown = CancellationToken::new();
-    let (link, rx, _) = Link::spawn(cfg, shutdown.clone());
-    let monitor = MonitorConfig {
-        interval: Duration::from_millis(250),
-        spool_dir: state.path().join("spool"),
-        spool_max_bytes: 8 << 20,
-        drop_caches_below_pct: None,
-        roots: Roots::default(),
-    };
-    tokio::spawn(run(monitor, link, rx, shutdown.clone()));
 
     let url = format!("http://{}/api/alerts", ctl.http_addr);
     let pending = wait_for(
@@ -134,6 +102,5 @@ async fn a_memory_alert_is_mailed_and_survives_an_smtp_outage() {
     // Fired once per episode: no second mail while it lasts.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(smtp.messages().len(), 1);
-    shutdown.cancel();
     ctl.stop().await;
 }

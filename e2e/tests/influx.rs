@@ -561,54 +561,24 @@ async fn connect_to_nothing_fails_clearly() {
 /// land in InfluxDB and the same series API answers from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_can_use_influxdb_as_its_metric_store() {
-    use agent_monitor::collect::Roots;
-    use agent_monitor::monitor::{MonitorConfig, run};
-    use controller::config::Settings;
-    use protocol::{IdentityStore, Link, LinkConfig, Role};
+    use e2e::inproc::{settings, start_controller, start_monitor};
 
-    certs::tls::install_default_provider();
     let server = InfluxServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Settings {
-        data_dir: dir.path().to_path_buf(),
-        ..Settings::default()
-    };
-    s.gateway.listen = "127.0.0.1:0".parse().unwrap();
-    s.web.listen = "127.0.0.1:0".parse().unwrap();
+    let mut s = settings(dir.path(), "127.0.0.1:0".parse().unwrap());
     s.metrics.influxdb = Some(InfluxSettings::new(server.url.clone(), "myplatform_e2e"));
-    let ctl = controller::Controller::start(&s).await.unwrap();
+    let ctl = start_controller(&s).await;
     assert!(
         !dir.path().join("metrics.db").exists(),
         "embedded store not used"
     );
-
     let state = tempfile::tempdir().unwrap();
-    let t = controller::gateway::create_token(
-        &ctl.inventory,
-        Role::Monitor,
-        1,
-        Duration::from_secs(60),
-        None,
-        None,
-    )
-    .unwrap();
-    let mut cfg = LinkConfig::new(
-        ctl.gateway_addr.to_string(),
-        IdentityStore::Dir(state.path().into()),
-        Role::Monitor,
+    let _agent = start_monitor(
+        &ctl,
+        ctl.gateway_addr,
+        state.path(),
+        Duration::from_millis(250),
     );
-    cfg.token = Some(t.token.expose_secret().into());
-    cfg.ca_pin = Some(ctl.ca.pin());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (link, rx, _) = Link::spawn(cfg, shutdown.clone());
-    let monitor = MonitorConfig {
-        interval: Duration::from_millis(250),
-        spool_dir: state.path().join("spool"),
-        spool_max_bytes: 8 << 20,
-        drop_caches_below_pct: None,
-        roots: Roots::default(),
-    };
-    tokio::spawn(run(monitor, link, rx, shutdown.clone()));
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -656,6 +626,5 @@ async fn the_controller_can_use_influxdb_as_its_metric_store() {
             .iter()
             .all(|p| p[1].as_f64() == Some(total))
     );
-    shutdown.cancel();
     ctl.stop().await;
 }

@@ -4,46 +4,14 @@
 //! in-process here (same code as the binaries) so the test can see every
 //! batch the controller accepts, across controller restarts.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_monitor::collect::Roots;
-use agent_monitor::monitor::{MonitorConfig, run};
 use controller::Controller;
-use controller::config::Settings;
-use controller::gateway::create_token;
+use e2e::inproc::{settings, start_controller, start_monitor};
 use e2e::{UdpProxy, wait_for};
-use protocol::{Backoff, IdentityStore, Link, LinkConfig, Role};
-use tokio_util::sync::CancellationToken;
 
 const INTERVAL: Duration = Duration::from_millis(200);
-
-fn settings(dir: &Path, gateway: SocketAddr) -> Settings {
-    let mut s = Settings {
-        data_dir: dir.to_path_buf(),
-        ..Settings::default()
-    };
-    s.gateway.listen = gateway;
-    s.gateway.heartbeat_secs = 1;
-    s.web.listen = "127.0.0.1:0".parse().unwrap();
-    s
-}
-
-async fn start(dir: &Path, gateway: SocketAddr) -> Controller {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        match Controller::start(&settings(dir, gateway)).await {
-            Ok(c) => return c,
-            // The previous endpoint's socket is released asynchronously.
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("controller start: {e:#}"),
-        }
-    }
-}
 
 /// Records the seq of every batch the controller accepts.
 fn record(ctl: &Controller, seen: Arc<Mutex<Vec<u64>>>) {
@@ -53,50 +21,6 @@ fn record(ctl: &Controller, seen: Arc<Mutex<Vec<u64>>>) {
             seen.lock().unwrap().push(b.seq);
         }
     });
-}
-
-struct Agent {
-    shutdown: CancellationToken,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn start_agent(ctl: &Controller, dial: SocketAddr, state: &Path) -> Agent {
-    let t = create_token(
-        &ctl.inventory,
-        Role::Monitor,
-        1,
-        Duration::from_secs(600),
-        None,
-        None,
-    )
-    .unwrap();
-    let mut cfg = LinkConfig::new(
-        dial.to_string(),
-        IdentityStore::Dir(state.to_path_buf()),
-        Role::Monitor,
-    );
-    cfg.token = Some(t.token.expose_secret().into());
-    cfg.ca_pin = Some(ctl.ca.pin());
-    cfg.backoff = Backoff {
-        initial: Duration::from_millis(100),
-        max: Duration::from_secs(2),
-    };
-    let shutdown = CancellationToken::new();
-    let (link, rx, _task) = Link::spawn(cfg, shutdown.clone());
-    let monitor = MonitorConfig {
-        interval: INTERVAL,
-        spool_dir: state.join("spool"),
-        spool_max_bytes: 16 << 20,
-        drop_caches_below_pct: None,
-        roots: Roots::default(),
-    };
-    tokio::spawn(run(monitor, link, rx, shutdown.clone()));
-    Agent { shutdown }
 }
 
 fn max_seen(seen: &Mutex<Vec<u64>>) -> u64 {
@@ -123,20 +47,19 @@ async fn wait_past(seen: &Arc<Mutex<Vec<u64>>>, target: u64, what: &str) {
 
 #[tokio::test]
 async fn a_controller_down_for_30_seconds_loses_and_doubles_nothing() {
-    certs::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let ctl = start(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let ctl = start_controller(&settings(dir.path(), "127.0.0.1:0".parse().unwrap())).await;
     let addr = ctl.gateway_addr;
     let seen = Arc::new(Mutex::new(Vec::new()));
     record(&ctl, seen.clone());
-    let _agent = start_agent(&ctl, addr, state.path());
+    let _agent = start_monitor(&ctl, addr, state.path(), INTERVAL);
     wait_past(&seen, 10, "first batches").await;
 
     ctl.stop().await;
     let before = max_seen(&seen);
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let ctl = start(dir.path(), addr).await;
+    let ctl = start_controller(&settings(dir.path(), addr)).await;
     record(&ctl, seen.clone());
     // 30 s at 5 batches/s were made while it was down.
     wait_past(
@@ -156,14 +79,13 @@ async fn a_controller_down_for_30_seconds_loses_and_doubles_nothing() {
 
 #[tokio::test]
 async fn a_network_cut_loses_and_doubles_nothing() {
-    certs::tls::install_default_provider();
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let ctl = start(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
+    let ctl = start_controller(&settings(dir.path(), "127.0.0.1:0".parse().unwrap())).await;
     let proxy = UdpProxy::start(ctl.gateway_addr).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     record(&ctl, seen.clone());
-    let _agent = start_agent(&ctl, proxy.addr, state.path());
+    let _agent = start_monitor(&ctl, proxy.addr, state.path(), INTERVAL);
     wait_past(&seen, 10, "first batches").await;
 
     // Longer than the QUIC idle timeout: the connection dies on both sides.

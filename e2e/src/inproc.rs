@@ -1,0 +1,98 @@
+//! A controller and agent-monitor running inside the test process, for
+//! tests that must see the controller's internals (every batch it accepts,
+//! across restarts) or drive it through settings the binaries would read
+//! from a file. The code is the binaries' own; only the process boundary
+//! is missing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use agent_monitor::collect::Roots;
+use agent_monitor::monitor::{MonitorConfig, run};
+use controller::Controller;
+use controller::config::Settings;
+use controller::gateway::create_token;
+use protocol::{Backoff, IdentityStore, Link, LinkConfig, Role};
+use tokio_util::sync::CancellationToken;
+
+/// Settings for a test controller: data in `dir`, loopback ports (0 =
+/// any), heartbeats every second.
+pub fn settings(dir: &Path, gateway: SocketAddr) -> Settings {
+    let mut s = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
+    s.gateway.listen = gateway;
+    s.gateway.heartbeat_secs = 1;
+    s.web.listen = "127.0.0.1:0".parse().expect("loopback address");
+    s
+}
+
+/// Starts a controller, retrying while the previous one's UDP socket (same
+/// address, after a restart) is still being released.
+pub async fn start_controller(settings: &Settings) -> Controller {
+    certs::tls::install_default_provider();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match Controller::start(settings).await {
+            Ok(c) => return c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("controller start: {e:#}"),
+        }
+    }
+}
+
+/// A running in-process agent-monitor; stopped on drop.
+pub struct MonitorAgent {
+    shutdown: CancellationToken,
+}
+
+impl Drop for MonitorAgent {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Enrolls an agent-monitor with `ctl` (dialling `dial`, which may be a
+/// proxy in front of it) and runs it, sampling every `interval`.
+pub fn start_monitor(
+    ctl: &Controller,
+    dial: SocketAddr,
+    state: &Path,
+    interval: Duration,
+) -> MonitorAgent {
+    let t = create_token(
+        &ctl.inventory,
+        Role::Monitor,
+        1,
+        Duration::from_secs(600),
+        None,
+        None,
+    )
+    .expect("join token");
+    let mut cfg = LinkConfig::new(
+        dial.to_string(),
+        IdentityStore::Dir(state.to_path_buf()),
+        Role::Monitor,
+    );
+    cfg.token = Some(t.token.expose_secret().into());
+    cfg.ca_pin = Some(ctl.ca.pin());
+    cfg.backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+    };
+    let shutdown = CancellationToken::new();
+    let (link, rx, _task) = Link::spawn(cfg, shutdown.clone());
+    let monitor = MonitorConfig {
+        interval,
+        spool_dir: state.join("spool"),
+        spool_max_bytes: 16 << 20,
+        drop_caches_below_pct: None,
+        roots: Roots::default(),
+    };
+    tokio::spawn(run(monitor, link, rx, shutdown.clone()));
+    MonitorAgent { shutdown }
+}
