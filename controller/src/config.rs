@@ -24,7 +24,7 @@ pub struct Settings {
     pub alerts: crate::alerts::AlertSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
     /// How long each resolution is kept (days), embedded store.
@@ -32,6 +32,19 @@ pub struct MetricsSettings {
     /// Store metrics in this InfluxDB (1.x, or the v1 API of 2.x/3.x)
     /// instead of the embedded store.
     pub influxdb: Option<crate::metrics::influx::InfluxSettings>,
+    /// How often received samples are made durable (and then acknowledged
+    /// to agents, which keep them until then).
+    pub flush_secs: u32,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            retention: crate::metrics::Retention::default(),
+            influxdb: None,
+            flush_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +178,9 @@ impl Settings {
     fn validate(&self) -> Result<(), String> {
         if self.gateway.heartbeat_secs == 0 || self.gateway.heartbeat_secs > 300 {
             return Err("gateway.heartbeat_secs must be between 1 and 300".into());
+        }
+        if self.metrics.flush_secs == 0 || self.metrics.flush_secs > 300 {
+            return Err("metrics.flush_secs must be between 1 and 300".into());
         }
         let r = &self.metrics.retention;
         if r.raw_days == 0 || r.minute_days < r.raw_days || r.hour_days < r.minute_days {

@@ -90,7 +90,11 @@ impl Controller {
             )),
         };
         let metrics = Arc::new(
-            Metrics::new(inventory.clone(), store.clone()).context("loading metric state")?,
+            Metrics::new(inventory.clone(), store.clone())
+                .context("loading metric state")?
+                .with_flush_every(std::time::Duration::from_secs(u64::from(
+                    settings.metrics.flush_secs,
+                ))),
         );
         let gateway = Gateway::bind(
             &settings.gateway,

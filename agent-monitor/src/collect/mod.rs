@@ -72,21 +72,29 @@ pub fn read(path: &Path) -> Result<String, CollectError> {
     })
 }
 
-/// Rate of a counter that may have wrapped or been reset (then 0).
+/// Rate of a counter that may have wrapped or been reset (then 0), rounded
+/// to a whole unit per second: the sampling interval's jitter makes finer
+/// digits noise, and round numbers compress several times better in the
+/// controller's store.
 pub(crate) fn rate(now: u64, prev: u64, secs: f64) -> f64 {
     if secs <= 0.0 || now < prev {
         0.0
     } else {
-        (now - prev) as f64 / secs
+        ((now - prev) as f64 / secs).round()
     }
 }
 
+/// A percentage, 0..=100, to two decimals (for the same reason as `rate`).
 pub(crate) fn pct(part: f64, whole: f64) -> f32 {
     if whole <= 0.0 {
         0.0
     } else {
-        ((part / whole) * 100.0).clamp(0.0, 100.0) as f32
+        round2(((part / whole) * 100.0).clamp(0.0, 100.0))
     }
+}
+
+pub(crate) fn round2(v: f64) -> f32 {
+    ((v * 100.0).round() / 100.0) as f32
 }
 
 /// Path of a test fixture (tests only).

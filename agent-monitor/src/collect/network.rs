@@ -73,7 +73,7 @@ pub fn stats_between(
     let util_pct = speed_mbps.map(|s| {
         let capacity = f64::from(s) * 1_000_000.0 / 8.0;
         // Full duplex: the busier direction is the utilisation.
-        ((rx_bps.max(tx_bps) / capacity) * 100.0).clamp(0.0, 100.0) as f32
+        super::round2(((rx_bps.max(tx_bps) / capacity) * 100.0).clamp(0.0, 100.0))
     });
     NetStats {
         name: name.to_string(),

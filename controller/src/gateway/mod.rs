@@ -185,7 +185,7 @@ async fn watch_inventory(shared: Arc<Shared>, shutdown: CancellationToken) {
             }
             _ = tick.tick() => {}
         }
-        shared.metrics.flush();
+        shared.metrics.flush_if_due();
         let now = shared.inventory.data_version().ok();
         if now == seen {
             continue;

@@ -40,8 +40,14 @@ pub fn flatten(s: &HostSample) -> Vec<(String, f64)> {
             m.swap_free_bytes as f64,
         );
         if m.total_bytes > 0 {
+            // Derived, so rounded like the agent's percentages (two
+            // decimals): full precision here costs bytes and means nothing.
             let used = 100.0 * (1.0 - m.available_bytes as f64 / m.total_bytes as f64);
-            push(&mut o, "mem.used_pct".into(), used);
+            push(
+                &mut o,
+                "mem.used_pct".into(),
+                (used * 100.0).round() / 100.0,
+            );
         }
     }
     if let Some(l) = &s.load {

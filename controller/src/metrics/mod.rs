@@ -76,6 +76,8 @@ pub struct Metrics {
     inventory: Arc<Inventory>,
     store: MetricStore,
     tx: broadcast::Sender<Arc<Batch>>,
+    flush_every: std::time::Duration,
+    flushed_at: Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,6 +109,8 @@ impl Metrics {
             inventory,
             store,
             tx,
+            flush_every: std::time::Duration::from_secs(1),
+            flushed_at: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -164,6 +168,26 @@ impl Metrics {
             durable,
             duplicate: false,
         }
+    }
+
+    /// How often [`Metrics::flush_if_due`] flushes. Longer is cheaper (each
+    /// flush rewrites every open block) and loses nothing: agents keep
+    /// what is not acknowledged, and acks wait for the flush.
+    pub fn with_flush_every(mut self, every: std::time::Duration) -> Metrics {
+        self.flush_every = every;
+        self
+    }
+
+    /// Flushes when the interval has passed; called every second.
+    pub fn flush_if_due(&self) {
+        {
+            let mut at = self.flushed_at.lock().expect("flush clock lock");
+            if at.elapsed() < self.flush_every {
+                return;
+            }
+            *at = std::time::Instant::now();
+        }
+        self.flush();
     }
 
     pub fn store(&self) -> &MetricStore {
