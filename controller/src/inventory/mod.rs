@@ -271,11 +271,7 @@ impl Inventory {
         key_fp: &str,
         now: u64,
     ) -> Result<()> {
-        let not_after = cert
-            .not_after
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let not_after = unix_secs(cert.not_after);
         self.with(|c| {
             c.execute(
                 "INSERT INTO agents (id, role, hostname, os, arch, agent_version, group_name, room_name,
@@ -323,11 +319,7 @@ impl Inventory {
 
     /// A new certificate for an existing agent.
     pub fn record_reissue(&self, cert: &CertifiedAgent) -> Result<()> {
-        let not_after = cert
-            .not_after
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let not_after = unix_secs(cert.not_after);
         self.with(|c| {
             c.execute(
                 "UPDATE agents SET cert_serial = ?2, cert_not_after = ?3 WHERE id = ?1",
@@ -571,6 +563,12 @@ impl Inventory {
             .collect()
         })
     }
+}
+
+fn unix_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch.
