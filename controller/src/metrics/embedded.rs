@@ -28,6 +28,8 @@ use super::codec::{self, Block, Column};
 
 /// Samples further in the future than this are refused (clock trouble).
 const MAX_FUTURE_MS: i64 = 5 * 60_000;
+/// See [`EmbeddedStore::pick_resolution`].
+const OVERSAMPLE: i64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -462,10 +464,15 @@ impl EmbeddedStore {
     }
 
     /// The resolution a chart of `max_points` over [from, to) should use.
+    /// A finer resolution is kept while it has at most [`OVERSAMPLE`] times
+    /// the budget: its points are then averaged into buckets, which keeps
+    /// detail a coarser rollup would lose (an hour at 2 000 points is 2 s
+    /// buckets of raw data, not 60 minute averages).
     pub fn pick_resolution(&self, from: i64, to: i64, max_points: usize, now: i64) -> Resolution {
         let span = (to - from).max(1);
+        let budget = max_points as i64 * OVERSAMPLE;
         let mut res = Resolution::Raw;
-        while span / res.step_ms() > max_points as i64 || from < now - self.retention.of(res) {
+        while span / res.step_ms() > budget || from < now - self.retention.of(res) {
             match res.coarser() {
                 Some(c) => res = c,
                 None => break,
@@ -780,6 +787,24 @@ mod tests {
         assert_eq!(r.resolution, Resolution::Minute);
         let pts = &r.series[0].points;
         assert!(pts.len() <= 500, "{}", pts.len());
+        // An hour at 2000 points: raw data in 2 s buckets, not 60 minutes.
+        let hour = s
+            .query("h", &["cpu.busy_pct"], to - 3_600_000, to, 2000)
+            .unwrap();
+        assert_eq!(hour.resolution, Resolution::Raw);
+        assert_eq!(hour.step_ms, 1800);
+        assert_eq!(hour.series[0].points.len(), 2000);
+        // Each bucket is the mean of the raw points inside it.
+        for &(t, v) in &hour.series[0].points[..50] {
+            let inside: Vec<f64> = (0..3 * 3600)
+                .filter(|i| {
+                    (t..t + 1800).contains(&(from + i * 1000)) && from + i * 1000 >= to - 3_600_000
+                })
+                .map(|i| (i % 100) as f64)
+                .collect();
+            let mean = inside.iter().sum::<f64>() / inside.len() as f64;
+            assert!((v - mean).abs() < 1e-9, "bucket {t}: {v} vs {mean}");
+        }
         // Minute k holds i = 60k..60k+59; (i % 100) averages computed directly:
         let expect = |k: i64| (60 * k..60 * k + 60).map(|i| (i % 100) as f64).sum::<f64>() / 60.0;
         let first_minute = s
