@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::embedded::{
-    EmbeddedStore, QueryResult, Resolution, Series, StoreError, check_range, now_ms,
+    EmbeddedStore, QueryResult, Resolution, Series, StoreError, bucket_step, check_range, now_ms,
 };
 use super::influx::{InfluxError, InfluxStore, Row};
 
@@ -185,8 +185,7 @@ fn influx_step(from: i64, to: i64, max_points: usize) -> (Resolution, Option<i64
     if span / 1000 <= max_points as i64 {
         return (Resolution::Raw, None);
     }
-    let per_point = (span + max_points as i64 - 1) / max_points as i64;
-    let step = (per_point + 999) / 1000 * 1000;
+    let step = bucket_step(from, to, max_points, Resolution::Raw);
     let res = if step >= 3_600_000 {
         Resolution::Hour
     } else {
