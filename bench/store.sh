@@ -15,7 +15,7 @@
 # Defaults take about 8-10 minutes on a 2-core machine. Scale with
 # INGEST_HOSTS (1000), INGEST_MINUTES (10), DAY_HOSTS (100), DAY_HOURS (24),
 # GROUP_HOSTS (100), RUNS (7), RAW_PARALLEL (2), RAW_BATCH (10000),
-# INFLUX_BATCH (5000), COMPACT_TIMEOUT (300 s), SKIP_CLIENT_INGEST=1.
+# INFLUX_BATCH (5000), COMPACT_TIMEOUT (300 s), SKIP_CLIENT_INGEST=true.
 # INFLUXD=/path/to/influxd picks another influxd (1.x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
