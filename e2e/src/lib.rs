@@ -71,6 +71,48 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The `controller` binary configured through the environment the way an
+/// operator would: data directory and loopback ports. `cmd(args)` builds
+/// one invocation (`serve`, `token create ...`, `agent revoke ...`).
+pub struct ControllerCli {
+    pub data_dir: PathBuf,
+    pub http: u16,
+    pub quic: u16,
+    pub heartbeat_secs: Option<u32>,
+}
+
+impl ControllerCli {
+    pub fn new(data_dir: PathBuf) -> ControllerCli {
+        ControllerCli {
+            data_dir,
+            http: free_port(),
+            quic: free_port(),
+            heartbeat_secs: None,
+        }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("controller"));
+        c.env_remove("MYPLATFORM_CONFIG")
+            .env("MYPLATFORM_DATA_DIR", &self.data_dir)
+            .env(
+                "MYPLATFORM_GATEWAY__LISTEN",
+                format!("127.0.0.1:{}", self.quic),
+            )
+            .env("MYPLATFORM_WEB__LISTEN", format!("127.0.0.1:{}", self.http))
+            .args(args);
+        if let Some(h) = self.heartbeat_secs {
+            c.env("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", h.to_string());
+        }
+        c
+    }
+
+    /// `http://127.0.0.1:<http>` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+}
+
 /// A child process whose output goes to a log file, killed on drop.
 pub struct Proc {
     pub name: String,

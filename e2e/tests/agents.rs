@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Proc, bin, free_port, get_json, processes_mentioning, wait_for};
+use e2e::{ControllerCli, Proc, bin, free_port, get_json, processes_mentioning, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -20,20 +20,24 @@ fn connected_agents(v: &serde_json::Value) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// `controller demo` in `dir` on the given loopback ports.
+fn demo_cmd(dir: &std::path::Path, http: u16, quic: u16) -> Command {
+    let mut cmd = Command::new(bin("controller"));
+    cmd.current_dir(dir).env_remove("MYPLATFORM_CONFIG").args([
+        "demo",
+        "--http",
+        &format!("127.0.0.1:{http}"),
+        "--gateway",
+        &format!("127.0.0.1:{quic}"),
+    ]);
+    cmd
+}
+
 #[tokio::test]
 async fn the_demo_runs_both_agents_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (http, quic) = (free_port(), free_port());
-    let mut cmd = Command::new(bin("controller"));
-    cmd.current_dir(dir.path())
-        .env_remove("MYPLATFORM_CONFIG")
-        .args([
-            "demo",
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--gateway",
-            &format!("127.0.0.1:{quic}"),
-        ]);
+    let cmd = demo_cmd(dir.path(), http, quic);
     let mut demo = Proc::spawn("demo", cmd, dir.path());
     let url = format!("http://127.0.0.1:{http}/api/agents");
     let agents = wait_for("both demo agents connected", WAIT, || async {
@@ -61,16 +65,7 @@ async fn the_demo_runs_both_agents_and_stops_cleanly() {
     );
 
     // A second run reuses the identities: still two agents, no new enrollment.
-    let mut cmd = Command::new(bin("controller"));
-    cmd.current_dir(dir.path())
-        .env_remove("MYPLATFORM_CONFIG")
-        .args([
-            "demo",
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--gateway",
-            &format!("127.0.0.1:{quic}"),
-        ]);
+    let cmd = demo_cmd(dir.path(), http, quic);
     let mut demo = Proc::spawn("demo-again", cmd, dir.path());
     let again = wait_for("demo agents back", WAIT, || async {
         let v = get_json(&url).await?;
@@ -90,17 +85,10 @@ async fn the_demo_runs_both_agents_and_stops_cleanly() {
 async fn an_agent_added_from_the_cli_survives_a_restart_and_is_revoked_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (http, quic) = (free_port(), free_port());
-    let controller = |args: &[&str]| {
-        let mut c = Command::new(bin("controller"));
-        c.env_remove("MYPLATFORM_CONFIG")
-            .env("MYPLATFORM_DATA_DIR", &data)
-            .env("MYPLATFORM_GATEWAY__LISTEN", format!("127.0.0.1:{quic}"))
-            .env("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", "1")
-            .env("MYPLATFORM_WEB__LISTEN", format!("127.0.0.1:{http}"))
-            .args(args);
-        c
-    };
+    let mut cli = ControllerCli::new(data.clone());
+    cli.heartbeat_secs = Some(1);
+    let (http, quic) = (cli.http, cli.quic);
+    let controller = |args: &[&str]| cli.cmd(args);
     let mut server = Proc::spawn("controller", controller(&["serve"]), dir.path());
     let url = format!("http://127.0.0.1:{http}/api/agents");
     wait_for("controller up", WAIT, || async { get_json(&url).await }).await;

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::{Proc, bin, free_port, get_json, wait_for};
+use e2e::{ControllerCli, Proc, bin, get_json, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -49,16 +49,9 @@ fn sample_prints_one_full_sample_without_a_controller() {
 async fn the_agent_reports_to_a_real_controller() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (http, quic) = (free_port(), free_port());
-    let controller = |args: &[&str]| {
-        let mut c = Command::new(bin("controller"));
-        c.env_remove("MYPLATFORM_CONFIG")
-            .env("MYPLATFORM_DATA_DIR", &data)
-            .env("MYPLATFORM_GATEWAY__LISTEN", format!("127.0.0.1:{quic}"))
-            .env("MYPLATFORM_WEB__LISTEN", format!("127.0.0.1:{http}"))
-            .args(args);
-        c
-    };
+    let cli = ControllerCli::new(data.clone());
+    let http = cli.http;
+    let controller = |args: &[&str]| cli.cmd(args);
     let _server = Proc::spawn("controller", controller(&["serve"]), dir.path());
     let hosts_url = format!("http://127.0.0.1:{http}/api/hosts");
     wait_for("controller up", WAIT, || async {

@@ -202,13 +202,7 @@ impl OpenBlock {
 
     fn append_block(&mut self, b: &Block) {
         for (row, ts) in b.ts.iter().enumerate() {
-            let fields: Vec<(String, f64)> = b
-                .columns
-                .iter()
-                .filter(|c| !c.values[row].is_nan())
-                .map(|c| (c.name.clone(), c.values[row]))
-                .collect();
-            self.push(*ts, &fields);
+            self.push(*ts, &row_fields(b, row));
         }
     }
 
@@ -218,6 +212,15 @@ impl OpenBlock {
             columns: self.cols.clone(),
         }
     }
+}
+
+/// The present (non-NaN) fields of one row of a block.
+fn row_fields(b: &Block, row: usize) -> Vec<(String, f64)> {
+    b.columns
+        .iter()
+        .filter(|c| !c.values[row].is_nan())
+        .map(|c| (c.name.clone(), c.values[row]))
+        .collect()
 }
 
 /// Aggregates a block into buckets of `step` ms. Raw columns `x` become
@@ -642,13 +645,7 @@ fn push_at(
         if let Some(next) = res.coarser() {
             let up = rollup(&old.to_block(), next.step_ms());
             for (row, t) in up.ts.iter().enumerate() {
-                let f: Vec<(String, f64)> = up
-                    .columns
-                    .iter()
-                    .filter(|c| !c.values[row].is_nan())
-                    .map(|c| (c.name.clone(), c.values[row]))
-                    .collect();
-                push_at(h, next, *t, &f, sealed);
+                push_at(h, next, *t, &row_fields(&up, row), sealed);
             }
         }
         sealed.push((res, old));
