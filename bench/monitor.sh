@@ -39,6 +39,8 @@ export MYPLATFORM_DATA_DIR="$tmp/ctl" MYPLATFORM_GATEWAY__LISTEN="127.0.0.1:$qui
 RUST_LOG=warn target/release/controller serve 2>"$tmp/controller.log" & pids+=($!)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
 line=$(target/release/controller token create --role monitor 2>/dev/null)
+target/release/controller user add bench --admin >/dev/null 2>&1
+api_token=$(target/release/controller user token bench 2>/dev/null)
 # shellcheck disable=SC2086
 RUST_LOG=warn target/dist/${line} --state-dir "$tmp/agent" --interval 1s 2>"$tmp/agent.log" & agent=$!; pids+=($agent)
 
@@ -88,7 +90,7 @@ CONF
 collectd -f -C "$tmp/collectd.conf" >"$tmp/collectd.log" 2>&1 & cd_pid=$!; pids+=($cd_pid)
 
 sleep "$WARMUP"
-hosts() { curl -s "http://127.0.0.1:$http/api/hosts"; }
+hosts() { curl -s -H "Authorization: Bearer $api_token" "http://127.0.0.1:$http/api/hosts"; }
 a0=$(cpu_ticks $agent); n0=$(cpu_ticks $ne); c0=$(cpu_ticks $cd_pid)
 rx0=$(hosts | python3 -c 'import json,sys; h=json.load(sys.stdin)[0]; print(h["link_rx_bytes"], h["last_seq"])')
 nb0=$(wc -l <"$tmp/ne.bytes"); kill -USR1 $sink; sleep 0.2; u0=$(cat "$tmp/udp.bytes")

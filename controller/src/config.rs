@@ -64,8 +64,28 @@ pub struct GatewaySettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebSettings {
-    /// TCP address of the HTTP API and (later) the web UI.
+    /// TCP address of the web UI and the JSON API.
     pub listen: SocketAddr,
+    /// Serve under this path (e.g. `/ops`) behind a reverse proxy that
+    /// forwards `/ops/...` unchanged. Empty: at the root.
+    pub prefix: String,
+    /// Serve HTTPS with this certificate chain and key (PEM files) instead
+    /// of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Mark the session cookie `Secure` although this process serves plain
+    /// HTTP (a TLS-terminating proxy is in front). Always on with `tls`.
+    pub secure_cookies: bool,
+    /// A session unused this many minutes ends.
+    pub session_idle_minutes: u32,
+    /// No session lives longer than this many hours.
+    pub session_max_hours: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for Settings {
@@ -95,6 +115,11 @@ impl Default for WebSettings {
     fn default() -> Self {
         WebSettings {
             listen: ([127, 0, 0, 1], 8080).into(),
+            prefix: String::new(),
+            tls: None,
+            secure_cookies: false,
+            session_idle_minutes: 8 * 60,
+            session_max_hours: 7 * 24,
         }
     }
 }
@@ -186,6 +211,24 @@ impl Settings {
         if r.raw_days == 0 || r.minute_days < r.raw_days || r.hour_days < r.minute_days {
             return Err("metrics.retention: need 1 <= raw_days <= minute_days <= hour_days".into());
         }
+        let p = &self.web.prefix;
+        if !p.is_empty()
+            && (!p.starts_with('/')
+                || p.ends_with('/')
+                || p.contains("//")
+                || !p
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.')))
+        {
+            return Err(format!(
+                "web.prefix {p:?} must look like /name or /a/b (no trailing slash)"
+            ));
+        }
+        if self.web.session_idle_minutes == 0 || self.web.session_max_hours == 0 {
+            return Err(
+                "web.session_idle_minutes and web.session_max_hours must be at least 1".into(),
+            );
+        }
         if self.gateway.agent_cert_days == 0 {
             return Err("gateway.agent_cert_days must be at least 1".into());
         }
@@ -255,6 +298,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("heartbeat_secs"), "{e}");
+        for bad in ["ops", "/ops/", "/a//b", "/a b"] {
+            let e =
+                Settings::from_parts(&format!("[web]\nprefix = {bad:?}"), "f", &[]).unwrap_err();
+            assert!(e.to_string().contains("web.prefix"), "{e}");
+        }
         let e =
             Settings::from_parts("", "f", &env(&[("MYPLATFORM_DATA_DIR__X", "1")])).unwrap_err();
         assert!(e.to_string().contains("data_dir"), "{e}");

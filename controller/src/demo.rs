@@ -23,7 +23,7 @@ use crate::startup::Controller;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// HTTP address of the API (and later the web UI).
+    /// HTTP address of the web UI and API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
     /// UDP address of the agent gateway.
@@ -54,6 +54,50 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// File in the demo's data directory holding the demo admin's password,
+/// so every run can show it (a demo convenience; `serve` never stores it).
+const DEMO_PASSWORD_FILE: &str = "demo-admin-password";
+
+/// First run: an admin user, a group, a room and this machine as a server,
+/// so the monitor agent links to it and the server list shows its facts.
+/// Returns the admin password.
+fn seed(ctl: &Controller, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use crate::inventory::model::{AppIdentifier, Name, RoomPurpose, ServerAddr};
+    use crate::inventory::{CredentialChange, ServerInput};
+    let file = data_dir.join(DEMO_PASSWORD_FILE);
+    let inv = &ctl.inventory;
+    if let Some(pw) = crate::auth::ensure_first_admin(inv)? {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("writing {}", file.display()))?;
+        std::io::Write::write_all(&mut f, pw.as_bytes())?;
+    }
+    if inv.groups()?.is_empty() && inv.rooms()?.is_empty() {
+        let g = inv.create_group(&Name::parse("name", "demo")?, &AppIdentifier::parse("")?)?;
+        let r = inv.create_room(&Name::parse("name", "local")?, RoomPurpose::Application)?;
+        inv.create_server(
+            &ServerInput {
+                name: Name::parse("name", "this-machine")?,
+                group_id: g,
+                room_id: r,
+                address: ServerAddr::parse("127.0.0.1")?,
+                ssh_port: 22,
+                ssh_user: Name::parse("SSH user", "root")?,
+                credential: CredentialChange::Keep,
+            },
+            &ctl.vault,
+        )?;
+    }
+    Ok(std::fs::read_to_string(&file)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "(set before this demo; see `controller user passwd admin`)".into()))
+}
+
 pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     // The demo runs wherever it is started, in ./demo-data, unless the
     // configuration or --data-dir says otherwise.
@@ -68,6 +112,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     settings.data_dir = data_dir.clone();
 
     let ctl = Controller::start(&settings).await?;
+    let password = seed(&ctl, &data_dir)?;
     let mut children: Vec<(&str, Child)> = Vec::new();
     for (role, name) in [
         (Role::Monitor, "agent-monitor"),
@@ -103,7 +148,18 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "MyPlatform demo is running (data in {})",
         data_dir.display()
     );
-    println!("  agents:      http://{}/api/agents", ctl.http_addr);
+    println!(
+        "  web UI:      http://{}/  (user admin, password {password})",
+        ctl.http_addr
+    );
+    println!(
+        "  API:         http://{}/api/servers (same login, or an API token:",
+        ctl.http_addr
+    );
+    println!(
+        "               controller --data-dir {} user token admin)",
+        data_dir.display()
+    );
     println!("  gateway:     {} (QUIC, mutual TLS)", ctl.gateway_addr);
     println!("  CA pin:      {}", ctl.ca.pin());
     println!("Press Ctrl-C to stop.");

@@ -35,6 +35,9 @@ enum Cmd {
     /// Enrolled agents.
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// Users of the web UI and API.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Local demo: a controller plus one monitor and one JMeter agent on this
     /// machine, in ./demo-data. Ctrl-C stops everything.
     Demo(demo::DemoArgs),
@@ -83,6 +86,158 @@ enum AgentCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Add a user. The password is read from stdin with --password-stdin,
+    /// else generated and printed once.
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Set a user's password (read from stdin with --password-stdin, else
+    /// generated and printed once); ends their sessions.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Issue an API token for scripts (`Authorization: Bearer <token>`),
+    /// printed once.
+    Token {
+        name: String,
+        /// What the token is for, shown in `user tokens`.
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+    /// List API tokens (never the secrets).
+    Tokens,
+}
+
+/// The password from stdin (first line), or a generated one that the
+/// caller prints.
+fn password_input(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_string();
+        controller::inventory::model::check_password(&pw)?;
+        Ok((pw, false))
+    } else {
+        Ok((controller::auth::generate_password(), true))
+    }
+}
+
+fn user_id(inventory: &controller::inventory::Inventory, name: &str) -> anyhow::Result<i64> {
+    inventory
+        .users()?
+        .into_iter()
+        .find(|u| u.name.eq_ignore_ascii_case(name))
+        .map(|u| u.id)
+        .with_context(|| format!("no user {name:?}"))
+}
+
+fn run_user(cli: &Cli, cmd: &UserCmd) -> anyhow::Result<()> {
+    let s = settings(cli)?;
+    let (inventory, _) = open_data_dir(&s)?;
+    match cmd {
+        UserCmd::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let n = controller::inventory::model::parse_user_name(name)?;
+            let (pw, generated) = password_input(*password_stdin)?;
+            controller::auth::create_user(&inventory, &n, &pw, *admin)?;
+            eprintln!("user {n} added{}", if *admin { " (admin)" } else { "" });
+            if generated {
+                println!("{pw}");
+            }
+        }
+        UserCmd::List => {
+            let groups: std::collections::HashMap<i64, String> = inventory
+                .groups()?
+                .into_iter()
+                .map(|g| (g.id, g.name))
+                .collect();
+            println!("{:<24} {:<6} {:<9} GROUPS", "NAME", "ADMIN", "DISABLED");
+            for u in inventory.users()? {
+                let g: Vec<&str> = u
+                    .groups
+                    .iter()
+                    .filter_map(|g| groups.get(g))
+                    .map(String::as_str)
+                    .collect();
+                println!(
+                    "{:<24} {:<6} {:<9} {}",
+                    u.name,
+                    u.admin,
+                    u.disabled,
+                    g.join(",")
+                );
+            }
+        }
+        UserCmd::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let id = user_id(&inventory, name)?;
+            let u = inventory.user(id)?;
+            let (pw, generated) = password_input(*password_stdin)?;
+            inventory.update_user(
+                id,
+                u.admin,
+                u.disabled,
+                Some(&controller::auth::hash_password(&pw)),
+            )?;
+            eprintln!("password of {} changed; their sessions ended", u.name);
+            if generated {
+                println!("{pw}");
+            }
+        }
+        UserCmd::Token { name, label } => {
+            let id = user_id(&inventory, name)?;
+            let t = controller::auth::create_api_token(&inventory, id, label)?;
+            eprintln!(
+                "API token for {name} (shown once; send as `Authorization: Bearer <token>`):"
+            );
+            println!("{t}");
+        }
+        UserCmd::Tokens => {
+            println!("{:<16} {:<24} LAST USED", "LABEL", "USER");
+            for t in inventory.api_tokens()? {
+                let used = t.last_used.map_or("never".to_string(), |u| {
+                    format!(
+                        "{} ago",
+                        humantime::format_duration(Duration::from_secs(
+                            unix_now().saturating_sub(u)
+                        ))
+                    )
+                });
+                println!("{:<16} {:<24} {used}", t.name, t.user);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the first admin on a fresh data directory and shows its
+/// password once, on the terminal (not in the log).
+pub fn announce_first_admin(inventory: &controller::inventory::Inventory) -> anyhow::Result<()> {
+    if let Some(pw) = controller::auth::ensure_first_admin(inventory)? {
+        eprintln!(
+            "\n  first start: created web UI user `admin` with password\n\n      {pw}\n\n  (shown once; change it on the Users page or with `controller user passwd admin`)\n"
+        );
+    }
+    Ok(())
+}
+
 fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     let mut s = Settings::load(cli.config.as_deref())?;
     if let Some(d) = &cli.data_dir {
@@ -120,11 +275,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging();
             let s = settings(&cli)?;
             let ctl = Controller::start(&s).await?;
+            announce_first_admin(&ctl.inventory)?;
+            let scheme = if s.web.tls.is_some() { "https" } else { "http" };
             eprintln!(
-                "controller running: agents -> {} (advertised as {}), API -> http://{}/api/agents",
+                "controller running: agents -> {} (advertised as {}), web UI -> {scheme}://{}{}/",
                 ctl.gateway_addr,
                 s.advertised_gateway(),
-                ctl.http_addr
+                ctl.http_addr,
+                s.web.prefix
             );
             demo::wait_for_signal().await;
             ctl.stop().await;
@@ -156,6 +314,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::User(cmd) => run_user(&cli, cmd),
         Cmd::Token(TokenCmd::List) => {
             let s = settings(&cli)?;
             let (inventory, _) = open_data_dir(&s)?;

@@ -10,11 +10,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alerts;
+use crate::auth::{Auth, SessionLimits};
 use crate::config::Settings;
 use crate::gateway::{Gateway, Registry};
 use crate::inventory::Inventory;
 use crate::metrics::influx::InfluxStore;
 use crate::metrics::{EmbeddedStore, MetricStore, Metrics};
+use crate::vault::Vault;
 use crate::web;
 
 /// File name of the inventory inside the data directory.
@@ -57,6 +59,20 @@ async fn prune(store: MetricStore, shutdown: CancellationToken) {
     }
 }
 
+/// Forgets expired login sessions now and then.
+async fn prune_sessions(auth: Arc<Auth>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = auth.prune() {
+            tracing::warn!(error = %e, "pruning sessions failed");
+        }
+    }
+}
+
 /// A running controller.
 pub struct Controller {
     pub gateway_addr: SocketAddr,
@@ -66,6 +82,7 @@ pub struct Controller {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub alerts: Arc<Alerts>,
+    pub vault: Arc<Vault>,
     shutdown: CancellationToken,
     gateway: Arc<Gateway>,
     tasks: Vec<JoinHandle<()>>,
@@ -123,13 +140,37 @@ impl Controller {
             )
             .map_err(anyhow::Error::msg)?,
         );
+        let w = &settings.web;
+        let tls = match &w.tls {
+            Some(t) => Some(web::serve::tls_config(&t.cert, &t.key)?),
+            None => None,
+        };
+        let auth = Arc::new(Auth::new(
+            inventory.clone(),
+            SessionLimits {
+                idle: std::time::Duration::from_secs(u64::from(w.session_idle_minutes) * 60),
+                max_age: std::time::Duration::from_secs(u64::from(w.session_max_hours) * 3600),
+            },
+        ));
+        let vault = Arc::new(
+            Vault::load_or_create(&settings.data_dir).context("loading the credential key")?,
+        );
         let state = web::AppState {
             alerts: alerts.clone(),
             inventory: inventory.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
+            auth: auth.clone(),
+            vault: vault.clone(),
+            web: Arc::new(web::WebConfig {
+                prefix: w.prefix.clone(),
+                secure_cookies: w.secure_cookies || tls.is_some(),
+            }),
+            templates: Arc::new(web::assets::Templates::load(&w.prefix)?),
+            session_max_age: u64::from(w.session_max_hours) * 3600,
         };
-        let web_task = tokio::spawn(web::serve(listener, state, shutdown.clone()));
+        let web_task = tokio::spawn(web::serve(listener, state, tls, shutdown.clone()));
+        let sessions_task = tokio::spawn(prune_sessions(auth, shutdown.clone()));
         let prune_task = tokio::spawn(prune(store, shutdown.clone()));
         // (InfluxDB applies its own retention policies.)
         let alerts_task = tokio::spawn(alerts.clone().run(shutdown.clone()));
@@ -143,7 +184,14 @@ impl Controller {
             shutdown,
             gateway,
             alerts,
-            tasks: vec![gateway_task, web_task, prune_task, alerts_task],
+            vault,
+            tasks: vec![
+                gateway_task,
+                web_task,
+                prune_task,
+                alerts_task,
+                sessions_task,
+            ],
         })
     }
 

@@ -218,7 +218,23 @@ async fn agents_enroll_connect_heartbeat_and_show_in_the_api() {
     );
 
     let url = format!("http://{}/api/agents", ctl.http_addr);
-    let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let admin = controller::auth::create_user(
+        &ctl.inventory,
+        &controller::inventory::model::parse_user_name("gw-admin").unwrap(),
+        "gateway test admin",
+        true,
+    )
+    .unwrap();
+    let token = controller::auth::create_api_token(&ctl.inventory, admin, "t").unwrap();
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let list = body.as_array().unwrap();
     assert_eq!(list.len(), 2);
     for a in list {
@@ -241,7 +257,15 @@ async fn agents_enroll_connect_heartbeat_and_show_in_the_api() {
     stop(jm).await;
     // Disconnections show, and the agents stay known.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(
         body.as_array()
             .unwrap()

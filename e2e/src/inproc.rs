@@ -45,6 +45,26 @@ pub async fn start_controller(settings: &Settings) -> Controller {
     }
 }
 
+/// An admin API token for an in-process controller (a fresh admin user
+/// each call).
+pub fn api_token(ctl: &Controller) -> String {
+    let name = format!("e2e-admin-{}", fastrand_suffix());
+    let name = controller::inventory::model::parse_user_name(&name).expect("valid name");
+    let id = controller::auth::create_user(&ctl.inventory, &name, "e2e admin password", true)
+        .expect("creating a test admin");
+    controller::auth::create_api_token(&ctl.inventory, id, "e2e").expect("creating a token")
+}
+
+fn fastrand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// A running in-process agent-monitor; stopped on drop.
 pub struct MonitorAgent {
     shutdown: CancellationToken,

@@ -5,9 +5,11 @@
 //! A service a test needs and cannot start is a test failure with the
 //! reason, never a silent pass.
 
+pub mod browser;
 pub mod influx;
 pub mod inproc;
 pub mod smtp;
+pub mod sshd;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,7 @@ pub struct ControllerCli {
     pub http: u16,
     pub quic: u16,
     pub heartbeat_secs: Option<u32>,
+    api_token: OnceLock<String>,
 }
 
 impl ControllerCli {
@@ -88,6 +91,7 @@ impl ControllerCli {
             http: free_port(),
             quic: free_port(),
             heartbeat_secs: None,
+            api_token: OnceLock::new(),
         }
     }
 
@@ -105,6 +109,35 @@ impl ControllerCli {
             c.env("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", h.to_string());
         }
         c
+    }
+
+    /// An admin's API token, made once through the CLI the way an operator
+    /// would (`user add`, `user token`); works before or while serving.
+    pub fn api_token(&self) -> String {
+        self.api_token
+            .get_or_init(|| {
+                let mut add = self.cmd(&["user", "add", "e2e-admin", "--admin"]);
+                let out = add.output().expect("running controller user add");
+                assert!(
+                    out.status.success(),
+                    "controller user add failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let out = self
+                    .cmd(&["user", "token", "e2e-admin"])
+                    .output()
+                    .expect("running controller user token");
+                assert!(
+                    out.status.success(),
+                    "controller user token failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8(out.stdout)
+                    .expect("token is text")
+                    .trim()
+                    .to_string()
+            })
+            .clone()
     }
 
     /// `http://127.0.0.1:<http>` + `path`.
@@ -210,9 +243,15 @@ where
     }
 }
 
-/// GET a JSON document; `None` while the server is not answering.
-pub async fn get_json(url: &str) -> Option<serde_json::Value> {
-    let resp = reqwest::get(url).await.ok()?;
+/// GET a JSON document as the holder of API token `token`; `None` while
+/// the server is not answering (or answers an error).
+pub async fn get_json(url: &str, token: &str) -> Option<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
     if !resp.status().is_success() {
         return None;
     }

@@ -33,15 +33,33 @@ fn demo_cmd(dir: &std::path::Path, http: u16, quic: u16) -> Command {
     cmd
 }
 
+/// An API token for the demo's admin, once the demo has created it.
+fn demo_token(data: &std::path::Path) -> Option<String> {
+    let out = Command::new(bin("controller"))
+        .env_remove("MYPLATFORM_CONFIG")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["user", "token", "admin", "--label", "e2e"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 #[tokio::test]
 async fn the_demo_runs_both_agents_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (http, quic) = (free_port(), free_port());
     let cmd = demo_cmd(dir.path(), http, quic);
     let mut demo = Proc::spawn("demo", cmd, dir.path());
+    let token = wait_for("the demo's admin", WAIT, || async {
+        demo_token(&dir.path().join("demo-data"))
+    })
+    .await;
     let url = format!("http://127.0.0.1:{http}/api/agents");
     let agents = wait_for("both demo agents connected", WAIT, || async {
-        let v = get_json(&url).await?;
+        let v = get_json(&url, &token).await?;
         let c = connected_agents(&v);
         (c.len() == 2).then_some(c)
     })
@@ -49,7 +67,21 @@ async fn the_demo_runs_both_agents_and_stops_cleanly() {
     let mut roles: Vec<&str> = agents.iter().map(|a| a["role"].as_str().unwrap()).collect();
     roles.sort();
     assert_eq!(roles, ["jmeter", "monitor"]);
-    assert!(demo.log().contains(&url), "the demo says where to look");
+    let ui = format!("http://127.0.0.1:{http}/");
+    assert!(demo.log().contains(&ui), "the demo says where to look");
+    // The demo seeds a server for this machine; the monitor agent links to
+    // it by address, so the server list shows the agent's facts.
+    let password = std::fs::read_to_string(dir.path().join("demo-data/demo-admin-password")).unwrap();
+    assert!(demo.log().contains(password.trim()), "the demo shows its admin password");
+    let servers_url = format!("http://127.0.0.1:{http}/api/servers");
+    let server = wait_for("the demo server with its agent's facts", WAIT, || async {
+        let v = get_json(&servers_url, &token).await?;
+        let s = v.as_array()?.first()?.clone();
+        (s["facts_source"] == "agent" && s["agents"].as_array()?.len() == 2).then_some(s)
+    })
+    .await;
+    assert_eq!(server["name"], "this-machine");
+    assert!(server["facts"]["cpu_cores"].as_u64().unwrap() > 0);
 
     let (status, in_time) = demo.terminate(Duration::from_secs(15));
     assert!(in_time, "demo did not stop on SIGTERM:\n{}", demo.log());
@@ -68,7 +100,7 @@ async fn the_demo_runs_both_agents_and_stops_cleanly() {
     let cmd = demo_cmd(dir.path(), http, quic);
     let mut demo = Proc::spawn("demo-again", cmd, dir.path());
     let again = wait_for("demo agents back", WAIT, || async {
-        let v = get_json(&url).await?;
+        let v = get_json(&url, &token).await?;
         (connected_agents(&v).len() == 2).then_some(v)
     })
     .await;
@@ -89,9 +121,13 @@ async fn an_agent_added_from_the_cli_survives_a_restart_and_is_revoked_from_the_
     cli.heartbeat_secs = Some(1);
     let (http, quic) = (cli.http, cli.quic);
     let controller = |args: &[&str]| cli.cmd(args);
+    let token = cli.api_token();
     let mut server = Proc::spawn("controller", controller(&["serve"]), dir.path());
     let url = format!("http://127.0.0.1:{http}/api/agents");
-    wait_for("controller up", WAIT, || async { get_json(&url).await }).await;
+    wait_for("controller up", WAIT, || async {
+        get_json(&url, &token).await
+    })
+    .await;
 
     let out = controller(&["token", "create", "--role", "monitor", "--ttl", "10m"])
         .output()
@@ -116,7 +152,9 @@ async fn an_agent_added_from_the_cli_survives_a_restart_and_is_revoked_from_the_
     cmd.args(&words[1..]).arg("--state-dir").arg(&state);
     let mut agent = Proc::spawn("agent-monitor", cmd, dir.path());
     let first = wait_for("agent connected", WAIT, || async {
-        connected_agents(&get_json(&url).await?).into_iter().next()
+        connected_agents(&get_json(&url, &token).await?)
+            .into_iter()
+            .next()
     })
     .await;
     let id = first["id"].as_str().unwrap().to_string();
@@ -136,7 +174,9 @@ async fn an_agent_added_from_the_cli_survives_a_restart_and_is_revoked_from_the_
     let mut server = Proc::spawn("controller-restarted", controller(&["serve"]), dir.path());
     let restarted = std::time::Instant::now();
     let back = wait_for("agent reconnected after restart", WAIT, || async {
-        connected_agents(&get_json(&url).await?).into_iter().next()
+        connected_agents(&get_json(&url, &token).await?)
+            .into_iter()
+            .next()
     })
     .await;
     eprintln!(
@@ -144,7 +184,7 @@ async fn an_agent_added_from_the_cli_survives_a_restart_and_is_revoked_from_the_
         restarted.elapsed()
     );
     assert_eq!(back["id"], first["id"]);
-    let all = get_json(&url).await.unwrap();
+    let all = get_json(&url, &token).await.unwrap();
     assert_eq!(all.as_array().unwrap().len(), 1, "re-enrolled: {all}");
     assert!(!agent.log().contains("enrolling") || agent.log().matches("enrolling").count() == 1);
 
@@ -160,7 +200,7 @@ async fn an_agent_added_from_the_cli_survives_a_restart_and_is_revoked_from_the_
         .expect("revoked agent kept running");
     assert_eq!(status.code(), Some(78), "{}", agent.log());
     assert!(agent.log().contains("revoked"), "{}", agent.log());
-    let v = get_json(&url).await.unwrap();
+    let v = get_json(&url, &token).await.unwrap();
     assert_eq!(v[0]["revoked"], true);
     assert_eq!(v[0]["connected"], false);
 

@@ -51,11 +51,12 @@ async fn a_memory_alert_is_mailed_and_survives_an_smtp_outage() {
     );
 
     let url = format!("http://{}/api/alerts", ctl.http_addr);
+    let token = e2e::inproc::api_token(&ctl);
     let pending = wait_for(
         "a pending alert while SMTP is down",
         Duration::from_secs(30),
         || async {
-            let v = get_json(&url).await?;
+            let v = get_json(&url, &token).await?;
             let h = v["history"].as_array()?.first()?.clone();
             (h["mail_state"] == "pending" && h["mail_tries"].as_u64()? >= 1).then_some(v)
         },
@@ -95,7 +96,7 @@ async fn a_memory_alert_is_mailed_and_survives_an_smtp_outage() {
     );
     assert_eq!(mails[0].to, vec!["ops@myplatform.test".to_string()]);
     wait_for("the alert marked sent", Duration::from_secs(10), || async {
-        let v = get_json(&url).await?;
+        let v = get_json(&url, &token).await?;
         (v["history"][0]["mail_state"] == "sent").then_some(())
     })
     .await;

@@ -585,8 +585,9 @@ async fn the_controller_can_use_influxdb_as_its_metric_store() {
         .unwrap()
         .as_millis() as i64;
     let base = format!("http://{}", ctl.http_addr);
+    let token = e2e::inproc::api_token(&ctl);
     let id = e2e::wait_for("a host", Duration::from_secs(20), || async {
-        let v = e2e::get_json(&format!("{base}/api/hosts")).await?;
+        let v = e2e::get_json(&format!("{base}/api/hosts"), &token).await?;
         v.as_array()?.first()?["agent_id"]
             .as_str()
             .map(String::from)
@@ -597,19 +598,22 @@ async fn the_controller_can_use_influxdb_as_its_metric_store() {
         now - 60_000
     );
     let q = e2e::wait_for("points in InfluxDB", Duration::from_secs(30), || async {
-        let v = e2e::get_json(&url).await?;
+        let v = e2e::get_json(&url, &token).await?;
         (v["series"][0]["points"].as_array()?.len() >= 4).then_some(v)
     })
     .await;
     assert_eq!(q["resolution"], "raw");
-    let mean = e2e::get_json(&format!(
-        "{base}/api/series/mean?field=mem.total_bytes&from={}&max_points=5",
-        now - 60_000
-    ))
+    let mean = e2e::get_json(
+        &format!(
+            "{base}/api/series/mean?field=mem.total_bytes&from={}&max_points=5",
+            now - 60_000
+        ),
+        &token,
+    )
     .await
     .unwrap();
     assert_eq!(mean["hosts"], 1);
-    let status = e2e::get_json(&format!("{base}/api/metrics/status"))
+    let status = e2e::get_json(&format!("{base}/api/metrics/status"), &token)
         .await
         .unwrap();
     assert_eq!(status["backend"], "influxdb");

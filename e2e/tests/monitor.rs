@@ -52,10 +52,11 @@ async fn the_agent_reports_to_a_real_controller() {
     let cli = ControllerCli::new(data.clone());
     let http = cli.http;
     let controller = |args: &[&str]| cli.cmd(args);
+    let token = cli.api_token();
     let _server = Proc::spawn("controller", controller(&["serve"]), dir.path());
     let hosts_url = format!("http://127.0.0.1:{http}/api/hosts");
     wait_for("controller up", WAIT, || async {
-        get_json(&hosts_url).await
+        get_json(&hosts_url, &token).await
     })
     .await;
     let out = controller(&["token", "create", "--role", "monitor"])
@@ -71,7 +72,7 @@ async fn the_agent_reports_to_a_real_controller() {
     let _agent = Proc::spawn("agent-monitor", cmd, dir.path());
 
     let host = wait_for("a host with samples and facts", WAIT, || async {
-        let v = get_json(&hosts_url).await?;
+        let v = get_json(&hosts_url, &token).await?;
         let h = v.as_array()?.first()?.clone();
         (h["latest"]["cpu"].is_object() && h["facts"].is_object() && h["last_seq"].as_u64()? >= 3)
             .then_some(h)
@@ -95,9 +96,10 @@ async fn the_agent_reports_to_a_real_controller() {
         .unwrap()
         .as_millis() as i64;
     let from = now - 600_000;
-    let q = get_json(&format!(
-        "{base}/api/hosts/{id}/series?fields=cpu.busy_pct,mem.total_bytes&from={from}"
-    ))
+    let q = get_json(
+        &format!("{base}/api/hosts/{id}/series?fields=cpu.busy_pct,mem.total_bytes&from={from}"),
+        &token,
+    )
     .await
     .unwrap();
     assert_eq!(q["resolution"], "raw");
@@ -111,9 +113,10 @@ async fn the_agent_reports_to_a_real_controller() {
         q["series"][1]["points"][0][1].as_f64(),
         Some(mem_total_bytes() as f64)
     );
-    let m = get_json(&format!(
-        "{base}/api/series/mean?field=cpu.busy_pct&max_points=10"
-    ))
+    let m = get_json(
+        &format!("{base}/api/series/mean?field=cpu.busy_pct&max_points=10"),
+        &token,
+    )
     .await
     .unwrap();
     assert_eq!(m["hosts"], 1);
@@ -124,15 +127,18 @@ async fn the_agent_reports_to_a_real_controller() {
             .is_empty(),
         "{m}"
     );
-    let status = get_json(&format!("{base}/api/metrics/status"))
+    let status = get_json(&format!("{base}/api/metrics/status"), &token)
         .await
         .unwrap();
     assert_eq!(status["backend"], "embedded");
-    let bad = reqwest::get(format!(
-        "{base}/api/hosts/{id}/series?fields=cpu.busy_pct&from=10&to=5"
-    ))
-    .await
-    .unwrap();
+    let bad = reqwest::Client::new()
+        .get(format!(
+            "{base}/api/hosts/{id}/series?fields=cpu.busy_pct&from=10&to=5"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.unwrap().contains("not after"));
 
@@ -166,7 +172,7 @@ async fn the_agent_reports_to_a_real_controller() {
     );
     let pid = u64::from(app.0.id());
     let watched = wait_for("the application's port stats", WAIT, || async {
-        let v = get_json(&hosts_url).await?;
+        let v = get_json(&hosts_url, &token).await?;
         let a = v.as_array()?.first()?["latest"]["app"].clone();
         (a["pid"].as_u64() == Some(pid) && a["ports"].as_array().is_some_and(|p| !p.is_empty()))
             .then_some(a)
@@ -197,7 +203,7 @@ async fn the_agent_reports_to_a_real_controller() {
         "JVM heap and a full GC",
         Duration::from_secs(60),
         || async {
-            let v = get_json(&hosts_url).await?;
+            let v = get_json(&hosts_url, &token).await?;
             let j = v.as_array()?.first()?["latest"]["app"]["jvm"].clone();
             (j["heap_used_bytes"].as_u64()? > 0 && j["full_gc_count"].as_u64()? > 0).then_some(j)
         },

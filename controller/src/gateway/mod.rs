@@ -173,9 +173,10 @@ fn send_watch(shared: &Shared, id: &AgentId) {
     }
 }
 
-/// Picks up revocations made by other processes (`controller agent revoke`).
+/// Picks up revocations made by other processes (`controller agent revoke`)
+/// and changed application identifiers (a group edited in the web UI).
 async fn watch_inventory(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut seen = shared.inventory.data_version().ok();
+    let mut seen = shared.inventory.change_stamp().ok();
     let mut tick = tokio::time::interval(INVENTORY_POLL);
     loop {
         tokio::select! {
@@ -186,7 +187,7 @@ async fn watch_inventory(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         shared.metrics.flush_if_due();
-        let now = shared.inventory.data_version().ok();
+        let now = shared.inventory.change_stamp().ok();
         if now == seen {
             continue;
         }

@@ -16,10 +16,29 @@ use protocol::metrics::HostFacts;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+mod estate;
+pub mod model;
+mod people;
+
+pub use estate::{CredentialChange, Group, LinkedAgent, Room, Server, ServerInput};
+pub use people::{ApiTokenInfo, Principal, SessionRecord, User};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Invalid(#[from] model::Invalid),
+    /// The name (or address) is taken; the message says by what.
+    #[error("{0}")]
+    Conflict(String),
+    /// Refused because something still depends on it; the message says what.
+    #[error("{0}")]
+    InUse(String),
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
     #[error("database {path} is from a newer controller (schema {found}, this one knows {known})")]
     TooNew {
         path: String,
@@ -80,6 +99,67 @@ const MIGRATIONS: &[&str] = &[
     // 4: recognising an enrollment retry (same token, same key)
     "ALTER TABLE agents ADD COLUMN enroll_token_hash TEXT;
      ALTER TABLE agents ADD COLUMN enroll_key_fp TEXT;",
+    // 5: people and the estate: users, groups, rooms, servers, sessions
+    "CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        admin         INTEGER NOT NULL DEFAULT 0,
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        created_at    INTEGER NOT NULL
+     );
+     CREATE TABLE groups (
+        id             INTEGER PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        app_identifier TEXT NOT NULL DEFAULT '',
+        created_at     INTEGER NOT NULL
+     );
+     CREATE UNIQUE INDEX groups_app_identifier ON groups (app_identifier)
+        WHERE app_identifier != '';
+     CREATE TABLE rooms (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        purpose     TEXT NOT NULL CHECK (purpose IN ('application', 'middleware', 'load_testing')),
+        created_at  INTEGER NOT NULL
+     );
+     CREATE TABLE servers (
+        id              INTEGER PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        group_id        INTEGER NOT NULL REFERENCES groups (id),
+        room_id         INTEGER NOT NULL REFERENCES rooms (id),
+        address         TEXT NOT NULL,
+        ssh_port        INTEGER NOT NULL,
+        ssh_user        TEXT NOT NULL,
+        credential_kind TEXT,
+        credential      BLOB,
+        host_key        TEXT,
+        facts           TEXT,
+        probed_at       INTEGER,
+        created_at      INTEGER NOT NULL,
+        UNIQUE (address, ssh_port)
+     );
+     CREATE INDEX servers_group ON servers (group_id);
+     CREATE INDEX servers_room ON servers (room_id);
+     CREATE TABLE memberships (
+        user_id   INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        group_id  INTEGER NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+        PRIMARY KEY (user_id, group_id)
+     );
+     CREATE TABLE sessions (
+        token_hash  TEXT PRIMARY KEY,
+        user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_seen   INTEGER NOT NULL
+     );
+     CREATE TABLE api_tokens (
+        token_hash  TEXT PRIMARY KEY,
+        user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_used   INTEGER
+     );
+     ALTER TABLE agents ADD COLUMN server_id INTEGER REFERENCES servers (id) ON DELETE SET NULL;",
 ];
 
 /// A known (enrolled) agent as stored.
@@ -100,6 +180,9 @@ pub struct KnownAgent {
     pub cert_not_after: u64,
     /// Connected to the controller (as the controller last recorded it).
     pub online: bool,
+    /// The inventory server this agent runs on, once linked (by address
+    /// or by an admin). Its group and room then come from that server.
+    pub server_id: Option<i64>,
 }
 
 /// What the agent said about itself, as the inventory records it.
@@ -113,6 +196,9 @@ pub struct AgentFacts<'a> {
 
 pub struct Inventory {
     conn: Mutex<Connection>,
+    /// Bumped by every change made through this handle: SQLite's
+    /// `data_version` only moves for other connections' commits.
+    local_changes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -153,6 +239,7 @@ impl Inventory {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let inv = Inventory {
             conn: Mutex::new(conn),
+            local_changes: std::sync::atomic::AtomicU64::new(0),
         };
         inv.migrate(path)?;
         Ok(inv)
@@ -186,6 +273,25 @@ impl Inventory {
     /// Changes whenever another connection (another process) commits.
     pub fn data_version(&self) -> Result<i64> {
         self.with(|c| c.query_row("PRAGMA data_version", [], |r| r.get(0)))
+    }
+
+    /// Changes whenever anyone changed the inventory: another process
+    /// (`data_version`) or this one (the web UI editing groups, servers).
+    pub fn change_stamp(&self) -> Result<(i64, u64)> {
+        Ok((
+            self.data_version()?,
+            self.local_changes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+
+    /// Like [`Inventory::with`], for a change others should notice.
+    fn change<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().expect("inventory lock");
+        let r = f(&mut conn);
+        self.local_changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r
     }
 
     pub fn create_token(&self, token: &JoinToken, policy: &TokenPolicy, now: u64) -> Result<()> {
@@ -377,9 +483,15 @@ impl Inventory {
     pub fn agents(&self) -> Result<Vec<KnownAgent>> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT id, role, hostname, os, arch, agent_version, group_name, room_name,
-                        enrolled_at, last_seen, last_address, revoked_at, cert_not_after, online
-                 FROM agents ORDER BY enrolled_at, id",
+                "SELECT a.id, a.role, a.hostname, a.os, a.arch, a.agent_version,
+                        COALESCE(g.name, a.group_name), COALESCE(r.name, a.room_name),
+                        a.enrolled_at, a.last_seen, a.last_address, a.revoked_at,
+                        a.cert_not_after, a.online, a.server_id
+                 FROM agents a
+                 LEFT JOIN servers s ON s.id = a.server_id
+                 LEFT JOIN groups g ON g.id = s.group_id
+                 LEFT JOIN rooms r ON r.id = s.room_id
+                 ORDER BY a.enrolled_at, a.id",
             )?;
             st.query_map([], |r| {
                 Ok(KnownAgent {
@@ -397,6 +509,7 @@ impl Inventory {
                     revoked_at: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
                     cert_not_after: r.get::<_, i64>(12)?.max(0) as u64,
                     online: r.get::<_, i64>(13)? != 0,
+                    server_id: r.get(14)?,
                 })
             })?
             .collect()
@@ -462,11 +575,12 @@ impl Inventory {
                 params![id.as_str(), json],
             )
             .map(drop)
-        })
+        })?;
+        self.auto_link_agents().map(drop)
     }
 
-    /// Sets (or clears) the application identifier an agent-monitor
-    /// watches; false when the agent is unknown.
+    /// Sets (or clears) an agent-monitor's own application identifier,
+    /// which overrides its group's; false when the agent is unknown.
     pub fn set_app_identifier(&self, id: &AgentId, identifier: Option<&str>) -> Result<bool> {
         self.with(|c| {
             let n = c.execute(
@@ -480,7 +594,11 @@ impl Inventory {
     pub fn app_identifier(&self, id: &AgentId) -> Result<Option<String>> {
         self.with(|c| {
             c.query_row(
-                "SELECT app_identifier FROM agents WHERE id = ?1",
+                "SELECT COALESCE(a.app_identifier, NULLIF(g.app_identifier, ''))
+                 FROM agents a
+                 LEFT JOIN servers s ON s.id = a.server_id
+                 LEFT JOIN groups g ON g.id = s.group_id
+                 WHERE a.id = ?1",
                 [id.as_str()],
                 |r| r.get::<_, Option<String>>(0),
             )

@@ -1,27 +1,54 @@
-//! HTTP: the JSON API (and later the web UI). The only module that knows
-//! HTTP and JSON; it reads state through the gateway registry and the
-//! inventory and holds none of its own.
+//! HTTP: the web UI (server-rendered pages with small scripts), the JSON
+//! API, and the static assets embedded at build time. The only module that
+//! knows HTTP, HTML and JSON; it holds no state of its own beyond the
+//! rendered templates, and decides nothing about permissions: every route
+//! takes a caller extractor ([`caller`]) and asks [`crate::auth::policy`].
 //!
-//! For now: `GET /api/agents`, `GET /api/hosts`, and the series queries
-//! `GET /api/hosts/{id}/series` and `GET /api/series/mean`, read-only, unauthenticated, meant for a
-//! loopback listener (the default). Authentication arrives with the users
-//! and permissions of the inventory.
+//! - [`pages`]: login and the HTML pages.
+//! - [`api`]: the inventory API (groups, rooms, servers, users).
+//! - [`monitoring`]: agents, hosts, series, alerts.
+//! - [`assets`]: templates and static files.
+//! - [`serve`]: plain HTTP or HTTPS, optionally under a path prefix.
 
-use std::net::SocketAddr;
+mod api;
+pub mod assets;
+pub mod caller;
+mod error;
+mod monitoring;
+pub mod pages;
+pub mod serve;
+
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Serialize;
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use axum::Router;
+use axum::routing::{delete, get, post, put};
 
+pub use serve::serve;
+
+use crate::auth::Auth;
 use crate::gateway::Registry;
 use crate::inventory::Inventory;
-use crate::metrics::{HostView, Metrics};
+use crate::metrics::Metrics;
+use crate::vault::Vault;
+
+/// What of the configuration the web layer needs at request time.
+#[derive(Debug, Clone, Default)]
+pub struct WebConfig {
+    /// `""` or `/name`: where the UI lives behind a reverse proxy.
+    pub prefix: String,
+    /// Session cookies carry `Secure`.
+    pub secure_cookies: bool,
+}
+
+impl WebConfig {
+    pub fn cookie_path(&self) -> &str {
+        if self.prefix.is_empty() {
+            "/"
+        } else {
+            &self.prefix
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,277 +56,119 @@ pub struct AppState {
     pub inventory: Arc<Inventory>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    pub auth: Arc<Auth>,
+    pub vault: Arc<Vault>,
+    pub web: Arc<WebConfig>,
+    pub templates: Arc<assets::Templates>,
+    /// Session cookie lifetime (seconds).
+    pub session_max_age: u64,
 }
 
+/// Every route. Paths are relative to the configured prefix.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/agents", get(agents))
-        .route("/api/hosts", get(hosts))
-        .route("/api/hosts/{id}/series", get(host_series))
-        .route("/api/series/mean", get(mean_series))
-        .route("/api/alerts", get(alerts))
-        .route("/api/metrics/status", get(metrics_status))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
-}
-
-/// One agent as the API shows it: what the inventory knows plus whether it
-/// is connected now.
-#[derive(Debug, Serialize)]
-struct AgentView {
-    id: String,
-    role: String,
-    hostname: String,
-    os: String,
-    arch: String,
-    agent_version: String,
-    group: Option<String>,
-    room: Option<String>,
-    connected: bool,
-    revoked: bool,
-    address: Option<String>,
-    /// Unix seconds.
-    enrolled_at: u64,
-    /// Unix milliseconds, while connected.
-    connected_since: Option<u64>,
-    /// Unix milliseconds, while connected.
-    last_heartbeat: Option<u64>,
-    /// Unix seconds of the last contact when not connected.
-    last_seen: Option<u64>,
-    /// Unix seconds.
-    cert_not_after: u64,
-}
-
-async fn agents(State(st): State<AppState>) -> Response {
-    let known = match st.inventory.agents() {
-        Ok(k) => k,
-        Err(e) => {
-            error!(error = %e, "listing agents");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "inventory unavailable").into_response();
-        }
-    };
-    let views: Vec<AgentView> = known
-        .into_iter()
-        .map(|k| {
-            let live = st.registry.get(&k.id);
-            AgentView {
-                id: k.id.to_string(),
-                role: k.role.to_string(),
-                hostname: live.as_ref().map_or(k.hostname, |l| l.hostname.clone()),
-                os: live.as_ref().map_or(k.os, |l| l.os.clone()),
-                arch: live.as_ref().map_or(k.arch, |l| l.arch.clone()),
-                agent_version: live
-                    .as_ref()
-                    .map_or(k.agent_version, |l| l.agent_version.clone()),
-                group: k.group,
-                room: k.room,
-                connected: live.is_some(),
-                revoked: k.revoked_at.is_some(),
-                address: live
-                    .as_ref()
-                    .map(|l| l.address.to_string())
-                    .or(k.last_address),
-                enrolled_at: k.enrolled_at,
-                connected_since: live.as_ref().map(|l| l.connected_since),
-                last_heartbeat: live.as_ref().map(|l| l.last_heartbeat),
-                last_seen: k.last_seen,
-                cert_not_after: k.cert_not_after,
-            }
-        })
-        .collect();
-    Json(views).into_response()
-}
-
-/// A monitored host: its newest sample and facts, and whether its agent is
-/// connected.
-#[derive(Debug, Serialize)]
-struct HostEntry {
-    #[serde(flatten)]
-    host: HostView,
-    hostname: Option<String>,
-    connected: bool,
-    /// Bytes received from the agent on its current connection (all
-    /// streams, QUIC overhead included).
-    link_rx_bytes: Option<u64>,
-}
-
-async fn hosts(State(st): State<AppState>) -> Response {
-    let entries: Vec<HostEntry> = st
-        .metrics
-        .hosts()
-        .into_iter()
-        .map(|host| {
-            let live = st.registry.get(&host.agent_id);
-            HostEntry {
-                hostname: host
-                    .facts
-                    .as_ref()
-                    .map(|f| f.hostname.clone())
-                    .or_else(|| live.as_ref().map(|l| l.hostname.clone())),
-                connected: live.is_some(),
-                link_rx_bytes: st.registry.rx_bytes(&host.agent_id),
-                host,
-            }
-        })
-        .collect();
-    Json(entries).into_response()
-}
-
-/// Time range (Unix ms) and point budget of a chart; defaults: the last
-/// hour, 2000 points. (Not a flattened struct: serde's `flatten` cannot
-/// read numbers from a query string.)
-fn resolve_range(
-    from: Option<i64>,
-    to: Option<i64>,
-    max_points: Option<usize>,
-) -> (i64, i64, usize) {
-    let to = to.unwrap_or_else(crate::metrics::embedded::now_ms);
-    let from = from.unwrap_or(to - 3_600_000);
-    (from, to, max_points.unwrap_or(2000))
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct SeriesParams {
-    /// Comma-separated field names, e.g. `cpu.busy_pct,cpu.iowait_pct`.
-    fields: String,
-    from: Option<i64>,
-    to: Option<i64>,
-    max_points: Option<usize>,
-}
-
-fn store_error(e: crate::metrics::StoreError) -> Response {
-    match e {
-        crate::metrics::StoreError::BadQuery(m) => (StatusCode::BAD_REQUEST, m).into_response(),
-        other => {
-            error!(error = %other, "metric query failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "metric store unavailable",
-            )
-                .into_response()
-        }
+    let api = Router::new()
+        .route(
+            "/api/session",
+            get(api::session_get)
+                .post(api::session_login)
+                .delete(api::session_logout),
+        )
+        .route("/api/groups", get(api::groups_list).post(api::group_create))
+        .route(
+            "/api/groups/{id}",
+            get(api::group_get)
+                .put(api::group_update)
+                .delete(api::group_delete),
+        )
+        .route("/api/groups/{id}/members", get(api::members_list))
+        .route(
+            "/api/groups/{id}/members/{user}",
+            put(api::member_add).delete(api::member_remove),
+        )
+        .route("/api/rooms", get(api::rooms_list).post(api::room_create))
+        .route(
+            "/api/rooms/{id}",
+            get(api::room_get)
+                .put(api::room_update)
+                .delete(api::room_delete),
+        )
+        .route(
+            "/api/servers",
+            get(api::servers_list).post(api::server_create),
+        )
+        .route(
+            "/api/servers/{id}",
+            get(api::server_get)
+                .put(api::server_update)
+                .delete(api::server_delete),
+        )
+        .route("/api/servers/{id}/probe", post(api::server_probe))
+        .route(
+            "/api/servers/{id}/host-key",
+            delete(api::server_forget_host_key),
+        )
+        .route(
+            "/api/servers/{id}/agents/{agent}",
+            put(api::agent_link).delete(api::agent_unlink),
+        )
+        .route("/api/users", get(api::users_list).post(api::user_create))
+        .route(
+            "/api/users/{id}",
+            get(api::user_get)
+                .put(api::user_update)
+                .delete(api::user_delete),
+        )
+        .route("/api/agents", get(monitoring::agents))
+        .route("/api/hosts", get(monitoring::hosts))
+        .route("/api/hosts/{id}/series", get(monitoring::host_series))
+        .route("/api/series/mean", get(monitoring::mean_series))
+        .route("/api/alerts", get(monitoring::alerts))
+        .route("/api/metrics/status", get(monitoring::metrics_status))
+        .route("/api/{*rest}", axum::routing::any(api::not_found));
+    let pages = Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route("/servers", get(pages::servers))
+        .route("/servers/new", get(pages::server_new))
+        .route("/servers/{id}/edit", get(pages::server_edit))
+        .route("/groups", get(pages::groups))
+        .route("/groups/{id}", get(pages::group))
+        .route("/rooms", get(pages::rooms))
+        .route("/users", get(pages::users))
+        .route("/static/{*path}", get(assets::static_file))
+        .route("/healthz", get(|| async { "ok" }));
+    let app = api
+        .merge(pages)
+        .fallback(pages::not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state.clone());
+    if state.web.prefix.is_empty() {
+        app
+    } else {
+        Router::new().nest(&state.web.prefix, app)
     }
 }
 
-async fn host_series(
-    State(st): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    axum::extract::Query(p): axum::extract::Query<SeriesParams>,
-) -> Response {
-    let (from, to, max_points) = resolve_range(p.from, p.to, p.max_points);
-    let fields: Vec<String> = p
-        .fields
-        .split(',')
-        .map(|f| f.trim().to_string())
-        .filter(|f| !f.is_empty())
-        .collect();
-    if fields.is_empty() || fields.len() > 50 {
-        return (StatusCode::BAD_REQUEST, "give 1 to 50 fields").into_response();
-    }
-    match st
-        .metrics
-        .store()
-        .query(&id, &fields, from, to, max_points)
-        .await
-    {
-        Ok(q) => Json(q).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct MeanParams {
-    field: String,
-    /// Only hosts of this group (any when absent).
-    group: Option<String>,
-    /// Only hosts of this room (any when absent).
-    room: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
-    max_points: Option<usize>,
-}
-
-/// The average of a field over the monitored hosts of a group and room.
-/// Group and room are read from the inventory now, so a host that moved
-/// counts where it is, with all of its history.
-async fn mean_series(
-    State(st): State<AppState>,
-    axum::extract::Query(p): axum::extract::Query<MeanParams>,
-) -> Response {
-    let (from, to, max_points) = resolve_range(p.from, p.to, p.max_points);
-    let hosts: Vec<String> = match st.inventory.agents() {
-        Ok(a) => a
-            .into_iter()
-            .filter(|a| a.role == certs::Role::Monitor)
-            .filter(|a| p.group.is_none() || a.group == p.group)
-            .filter(|a| p.room.is_none() || a.room == p.room)
-            .map(|a| a.id.to_string())
-            .collect(),
-        Err(e) => {
-            error!(error = %e, "listing hosts");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "inventory unavailable").into_response();
-        }
-    };
-    match st
-        .metrics
-        .store()
-        .query_mean(&hosts, &p.field, from, to, max_points)
-        .await
-    {
-        Ok(q) => Json(serde_json::json!({ "hosts": hosts.len(), "result": q })).into_response(),
-        Err(e) => store_error(e),
-    }
-}
-
-async fn metrics_status(State(st): State<AppState>) -> Response {
-    let store = st.metrics.store().clone();
-    match tokio::task::spawn_blocking(move || store.status()).await {
-        Ok(s) => Json(s).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "status unavailable").into_response(),
-    }
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct AlertParams {
-    limit: Option<usize>,
-}
-
-/// Open episodes and the stored alert history (newest first) with the
-/// state of their mail.
-async fn alerts(
-    State(st): State<AppState>,
-    axum::extract::Query(p): axum::extract::Query<AlertParams>,
-) -> Response {
-    let limit = p.limit.unwrap_or(200).clamp(1, 10_000);
-    let firing: Vec<serde_json::Value> = st
-        .alerts
-        .firing()
-        .into_iter()
-        .map(|(host, kind, since)| serde_json::json!({ "host": host, "kind": kind, "since_ms": since }))
-        .collect();
-    match st.alerts.list(limit) {
-        Ok(history) => {
-            Json(serde_json::json!({ "firing": firing, "history": history })).into_response()
-        }
-        Err(e) => {
-            error!(error = %e, "listing alerts");
-            (StatusCode::INTERNAL_SERVER_ERROR, "inventory unavailable").into_response()
-        }
-    }
-}
-
-/// Serves HTTP on an already bound listener until `shutdown`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: CancellationToken,
-) {
-    let addr: Option<SocketAddr> = listener.local_addr().ok();
-    info!(?addr, "HTTP API listening");
-    let r = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = r {
-        error!(error = %e, "HTTP server failed");
-    }
+/// Headers every response carries: no framing (clickjacking), no MIME
+/// sniffing, and a content policy that allows only our own scripts.
+async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let h = r.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    r
 }

@@ -1,0 +1,123 @@
+// MyPlatform pages: every change goes through the JSON API with the
+// session's CSRF token. Forms and buttons declare what they call:
+//   <form data-api="/api/x" data-method="POST" data-next="/page">
+//   <form data-api-template="/api/groups/1/members/{user}" data-method="PUT">
+//   <button data-api="/api/x/1" data-method="DELETE" data-confirm="Sure?">
+// Field names with a dot build nested objects ("credential.kind");
+// data-type="int" sends a number; checkboxes send booleans.
+'use strict';
+
+const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? '';
+const PREFIX = meta('prefix');
+
+async function api(method, path, body) {
+  const init = {
+    method,
+    credentials: 'same-origin',
+    headers: { 'X-CSRF-Token': meta('csrf-token') },
+  };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(PREFIX + path, init);
+  if (r.status === 401) {
+    location.href = PREFIX + '/login?expired=1';
+    throw new Error('session expired');
+  }
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!r.ok) {
+    throw new Error((data && data.error) || `${r.status} ${r.statusText}`);
+  }
+  return data;
+}
+
+function formBody(form) {
+  const out = {};
+  for (const el of form.elements) {
+    if (!el.name || el.disabled) continue;
+    let v;
+    if (el.type === 'checkbox') v = el.checked;
+    else if (el.dataset.type === 'int') {
+      if (el.value.trim() === '') continue;
+      v = Number(el.value);
+    } else v = el.value;
+    const path = el.name.split('.');
+    let node = out;
+    for (const k of path.slice(0, -1)) node = node[k] ??= {};
+    node[path[path.length - 1]] = v;
+  }
+  // An empty secret with "keep" is not a change.
+  if (out.credential && out.credential.kind === 'keep') delete out.credential;
+  return out;
+}
+
+function showError(form, message) {
+  const box = form.querySelector('.error');
+  if (box) {
+    box.textContent = message;
+    box.hidden = false;
+  } else {
+    toast(message, true);
+  }
+}
+
+function toast(message, bad) {
+  const t = document.getElementById('toast');
+  if (!t) return;
+  t.textContent = message;
+  t.className = bad ? 'show bad' : 'show';
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.className = ''; }, 6000);
+}
+
+function done(el) {
+  const next = el.dataset.next;
+  if (next) location.href = PREFIX + next;
+  else location.reload();
+}
+
+document.addEventListener('submit', async (ev) => {
+  const form = ev.target;
+  const tpl = form.dataset.apiTemplate;
+  if (!form.dataset.api && !tpl) return;
+  ev.preventDefault();
+  const body = formBody(form);
+  let path = form.dataset.api;
+  if (tpl) path = tpl.replace(/\{(\w+)\}/g, (_, k) => encodeURIComponent(body[k]));
+  const button = form.querySelector('[type=submit]');
+  if (button) button.disabled = true;
+  try {
+    await api(form.dataset.method || 'POST', path, tpl ? undefined : body);
+    done(form);
+  } catch (e) {
+    showError(form, e.message);
+  } finally {
+    if (button) button.disabled = false;
+  }
+});
+
+document.addEventListener('click', async (ev) => {
+  const b = ev.target.closest('button[data-api]');
+  if (!b) return;
+  ev.preventDefault();
+  if (b.dataset.confirm && !confirm(b.dataset.confirm)) return;
+  const label = b.textContent;
+  b.disabled = true;
+  if (b.dataset.busy) b.textContent = b.dataset.busy;
+  try {
+    await api(b.dataset.method || 'POST', b.dataset.api);
+    done(b);
+  } catch (e) {
+    toast(e.message, true);
+  } finally {
+    b.disabled = false;
+    b.textContent = label;
+  }
+});
+
+document.addEventListener('change', (ev) => {
+  if (ev.target.classList.contains('autosubmit')) ev.target.form.submit();
+});
