@@ -140,6 +140,29 @@ impl ControllerCli {
             .clone()
     }
 
+    /// Adds a web UI user through the CLI (`user add --password-stdin`).
+    pub fn add_user(&self, name: &str, password: &str, admin: bool) {
+        use std::io::Write;
+        let mut args = vec!["user", "add", name, "--password-stdin"];
+        if admin {
+            args.push("--admin");
+        }
+        let mut child = self
+            .cmd(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running controller user add");
+        writeln!(child.stdin.take().expect("stdin"), "{password}").expect("writing the password");
+        let out = child.wait_with_output().expect("controller user add");
+        assert!(
+            out.status.success(),
+            "controller user add {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `http://127.0.0.1:<http>` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http)

@@ -71,8 +71,12 @@ async fn the_demo_runs_both_agents_and_stops_cleanly() {
     assert!(demo.log().contains(&ui), "the demo says where to look");
     // The demo seeds a server for this machine; the monitor agent links to
     // it by address, so the server list shows the agent's facts.
-    let password = std::fs::read_to_string(dir.path().join("demo-data/demo-admin-password")).unwrap();
-    assert!(demo.log().contains(password.trim()), "the demo shows its admin password");
+    let password =
+        std::fs::read_to_string(dir.path().join("demo-data/demo-admin-password")).unwrap();
+    assert!(
+        demo.log().contains(password.trim()),
+        "the demo shows its admin password"
+    );
     let servers_url = format!("http://127.0.0.1:{http}/api/servers");
     let server = wait_for("the demo server with its agent's facts", WAIT, || async {
         let v = get_json(&servers_url, &token).await?;

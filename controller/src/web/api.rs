@@ -324,7 +324,13 @@ fn default_ssh_port() -> i64 {
 }
 
 impl ServerBody {
+    /// Checks the fields in the order the form shows them, so the first
+    /// error named is the first one on the page.
     fn parse(self) -> ApiResult<ServerInput> {
+        let name = Name::parse("name", &self.name)?;
+        let address = ServerAddr::parse(&self.address)?;
+        let ssh_port = parse_port(self.ssh_port)?;
+        let ssh_user = Name::parse("SSH user", &self.ssh_user)?;
         let credential = match self.credential {
             None => CredentialChange::Keep,
             Some(c) => match c.kind.as_str() {
@@ -346,12 +352,12 @@ impl ServerBody {
             c.check()?;
         }
         Ok(ServerInput {
-            name: Name::parse("name", &self.name)?,
+            name,
             group_id: self.group_id,
             room_id: self.room_id,
-            address: ServerAddr::parse(&self.address)?,
-            ssh_port: parse_port(self.ssh_port)?,
-            ssh_user: Name::parse("SSH user", &self.ssh_user)?,
+            address,
+            ssh_port,
+            ssh_user,
             credential,
         })
     }
