@@ -763,4 +763,114 @@ mod tests {
         assert_eq!(now.credential_kind, None);
         assert_eq!(inv.server_credential(s, &vault).unwrap(), None);
     }
+
+    fn enroll(
+        inv: &Inventory,
+        dir: &std::path::Path,
+        hostname: &str,
+        addr: &str,
+    ) -> certs::AgentId {
+        let ca = certs::CertificateAuthority::load_or_create(dir).unwrap();
+        let (_, csr) = certs::AgentIdentity::new_key_and_csr().unwrap();
+        let id = certs::AgentId::generate();
+        let cert = ca
+            .sign_agent(
+                &csr,
+                &id,
+                certs::Role::Monitor,
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap();
+        let facts = crate::inventory::AgentFacts {
+            hostname,
+            os: "Debian",
+            arch: "x86_64",
+            agent_version: "0.1",
+        };
+        let policy = certs::TokenPolicy {
+            role: certs::Role::Monitor,
+            group: None,
+            room: None,
+            expires_at: 1_000,
+            uses_left: 1,
+        };
+        inv.record_enrollment(
+            &cert,
+            &facts,
+            &policy,
+            &certs::JoinToken::generate().hash(),
+            "fp",
+            5,
+        )
+        .unwrap();
+        inv.record_connect(&id, &facts, addr, 6).unwrap();
+        id
+    }
+
+    #[test]
+    fn agents_link_to_their_server_and_watch_its_group_application() {
+        let (d, inv, vault) = inv();
+        let g = inv
+            .create_group(&name("shop"), &AppIdentifier::parse("shop-api").unwrap())
+            .unwrap();
+        let r = inv
+            .create_room(&name("r"), RoomPurpose::Application)
+            .unwrap();
+        let s = inv
+            .create_server(&input("web1", g, r, "10.0.0.5"), &vault)
+            .unwrap();
+        let a = enroll(&inv, d.path(), "web1.internal", "10.0.0.5:40000");
+        let b = enroll(&inv, d.path(), "elsewhere", "10.0.0.99:40000");
+        inv.set_facts(&a, &HostFacts::default()).unwrap();
+        let by_id = |id: &certs::AgentId| {
+            inv.agents()
+                .unwrap()
+                .into_iter()
+                .find(|x| &x.id == id)
+                .unwrap()
+        };
+        assert_eq!(by_id(&a).server_id, Some(s));
+        assert_eq!(by_id(&a).group.as_deref(), Some("shop"));
+        assert_eq!(by_id(&b).server_id, None);
+        assert_eq!(inv.server(s).unwrap().agents.len(), 1);
+
+        // The group's identifier applies; the agent's own overrides it; a
+        // change of the group is a change others notice.
+        assert_eq!(inv.app_identifier(&a).unwrap().as_deref(), Some("shop-api"));
+        assert_eq!(inv.app_identifier(&b).unwrap(), None);
+        inv.set_app_identifier(&a, Some("own")).unwrap();
+        assert_eq!(inv.app_identifier(&a).unwrap().as_deref(), Some("own"));
+        inv.set_app_identifier(&a, None).unwrap();
+        let before = inv.change_stamp().unwrap();
+        inv.update_group(g, &name("shop"), &AppIdentifier::parse("shop-v2").unwrap())
+            .unwrap();
+        assert_ne!(inv.change_stamp().unwrap(), before);
+        assert_eq!(inv.app_identifier(&a).unwrap().as_deref(), Some("shop-v2"));
+
+        // A server created later links the waiting agent; an agent that
+        // matches two servers (same address, two SSH ports) stays unlinked.
+        let mut one = input("db1", g, r, "10.0.0.99");
+        one.ssh_port = 22;
+        let db1 = inv.create_server(&one, &vault).unwrap();
+        assert_eq!(by_id(&b).server_id, Some(db1));
+        let mut two = input("db2", g, r, "10.0.0.99");
+        two.ssh_port = 2222;
+        inv.create_server(&two, &vault).unwrap();
+        let c = enroll(&inv, d.path(), "db-twin", "10.0.0.77:40000");
+        let facts = HostFacts {
+            hostname: "db-twin".into(),
+            addresses: vec!["10.0.0.99/24".into()],
+            ..HostFacts::default()
+        };
+        inv.set_facts(&c, &facts).unwrap();
+        assert_eq!(
+            by_id(&c).server_id,
+            None,
+            "linked although two servers match"
+        );
+
+        // Deleting the server unlinks its agent and keeps it enrolled.
+        inv.delete_server(s).unwrap();
+        assert_eq!(by_id(&a).server_id, None);
+    }
 }
