@@ -35,6 +35,11 @@ fn demo_cmd(dir: &std::path::Path, http: u16, quic: u16) -> Command {
 
 /// An API token for the demo's admin, once the demo has created it.
 fn demo_token(data: &std::path::Path) -> Option<String> {
+    // Not before: the CLI would initialise the data directory itself,
+    // racing the demo for its CA files.
+    if !data.join("demo-admin-password").exists() {
+        return None;
+    }
     let out = Command::new(bin("controller"))
         .env_remove("MYPLATFORM_CONFIG")
         .arg("--data-dir")

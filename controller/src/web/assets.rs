@@ -97,6 +97,40 @@ mod tests {
         assert_eq!(human_bytes(8.0 * 1024.0 * 1024.0 * 1024.0), "8.0 GiB");
     }
 
+    /// The vendored npm files are exactly what `scripts/web-assets` copied
+    /// from the versions `web/package-lock.json` pins: nobody edited them
+    /// by hand, and a version bump without re-vendoring fails here.
+    #[test]
+    fn vendored_assets_match_their_manifest_and_the_lock() {
+        let manifest = StaticFiles::get("vendor/MANIFEST").expect("vendor/MANIFEST");
+        let manifest = String::from_utf8(manifest.data.into_owned()).unwrap();
+        let lock_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/package-lock.json");
+        let lock: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(lock_path).unwrap()).unwrap();
+        let mut files = 0;
+        for line in manifest
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let [file, pkg, sha] = cols[..] else {
+                panic!("bad MANIFEST line {line:?}");
+            };
+            let data = StaticFiles::get(&format!("vendor/{file}"))
+                .unwrap_or_else(|| panic!("vendor/{file} listed but missing"));
+            let got = hex::encode(ring::digest::digest(&ring::digest::SHA256, &data.data));
+            assert_eq!(got, sha, "vendor/{file} differs from what was vendored");
+            let (name, version) = pkg.rsplit_once('@').unwrap();
+            let locked = &lock["packages"][format!("node_modules/{name}")]["version"];
+            assert_eq!(
+                locked, version,
+                "{file}: the lock pins {name}@{locked}; run scripts/web-assets"
+            );
+            files += 1;
+        }
+        assert!(files >= 5, "MANIFEST lists {files} files");
+    }
+
     #[test]
     fn every_template_compiles() {
         let t = Templates::load("/p").unwrap();
