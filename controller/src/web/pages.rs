@@ -68,7 +68,7 @@ pub fn error_page(e: ApiError) -> Response {
         _ => "Something went wrong; the controller's log says more.",
     };
     let html = format!(
-        "<!doctype html><meta charset=utf-8><link rel=icon href=\"data:,\"><title>{code}</title><p>{msg}</p><p><a href=\"javascript:history.back()\">Back</a></p>",
+        "<!doctype html><meta charset=utf-8><link rel=icon href=\"data:,\"><title>{code}</title><p>{msg}</p>",
         code = status.as_u16()
     );
     (status, Html(html)).into_response()
