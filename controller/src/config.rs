@@ -22,6 +22,7 @@ pub struct Settings {
     pub web: WebSettings,
     pub metrics: MetricsSettings,
     pub alerts: crate::alerts::AlertSettings,
+    pub shell: crate::shell::ShellSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +97,7 @@ impl Default for Settings {
             web: WebSettings::default(),
             metrics: MetricsSettings::default(),
             alerts: crate::alerts::AlertSettings::default(),
+            shell: crate::shell::ShellSettings::default(),
         }
     }
 }
@@ -228,6 +230,9 @@ impl Settings {
             return Err(
                 "web.session_idle_minutes and web.session_max_hours must be at least 1".into(),
             );
+        }
+        if self.shell.idle_secs == 0 || self.shell.connect_timeout_secs == 0 {
+            return Err("shell.idle_secs and shell.connect_timeout_secs must be at least 1".into());
         }
         if self.gateway.agent_cert_days == 0 {
             return Err("gateway.agent_cert_days must be at least 1".into());

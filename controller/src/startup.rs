@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::Alerts;
 use crate::auth::{Auth, SessionLimits};
 use crate::config::Settings;
+use crate::files::FileStore;
 use crate::gateway::{Gateway, Registry};
 use crate::inventory::Inventory;
 use crate::metrics::influx::InfluxStore;
@@ -23,6 +24,11 @@ use crate::web;
 pub const INVENTORY_FILE: &str = "inventory.db";
 /// File name of the embedded metric store inside the data directory.
 pub const METRICS_FILE: &str = "metrics.db";
+/// The local file store inside the data directory.
+pub const FILES_DIR: &str = "files";
+/// Live shell recordings, until the session ends and they move to the file
+/// store.
+pub const RECORDING_SPOOL_DIR: &str = "spool/recordings";
 /// How often expired metric blocks are pruned.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -55,6 +61,40 @@ async fn prune(store: MetricStore, shutdown: CancellationToken) {
             Ok(Ok(n)) if n > 0 => tracing::info!(blocks = n, "expired metric blocks pruned"),
             Ok(Err(e)) => tracing::warn!(error = %e, "pruning metric blocks failed"),
             _ => {}
+        }
+    }
+}
+
+/// Recordings of sessions a crash interrupted are still in the spool:
+/// store them (the session record learns where).
+async fn store_spooled_recordings(
+    inventory: Arc<Inventory>,
+    files: FileStore,
+    spool: std::path::PathBuf,
+) {
+    let Ok(mut dir) = tokio::fs::read_dir(&spool).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = dir.next_entry().await {
+        let path = entry.path();
+        let Some(id) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let Ok(Some(rec)) = inventory.shell_session(&id) else {
+            continue;
+        };
+        let key = format!("recordings/{}/{id}.cast", rec.server_id.unwrap_or(0));
+        match files.put_file(&key, &path).await {
+            Ok(_) => {
+                let _ = inventory.set_shell_recording(&id, &key);
+                let _ = tokio::fs::remove_file(&path).await;
+                tracing::info!(session = %id, "stored the recording of an interrupted session");
+            }
+            Err(e) => tracing::warn!(session = %id, error = %e, "storing a spooled recording"),
         }
     }
 }
@@ -155,6 +195,17 @@ impl Controller {
         let vault = Arc::new(
             Vault::load_or_create(&settings.data_dir).context("loading the credential key")?,
         );
+        let files = FileStore::local(&settings.data_dir.join(FILES_DIR))
+            .context("opening the file store")?;
+        let shell_spool = settings.data_dir.join(RECORDING_SPOOL_DIR);
+        std::fs::create_dir_all(&shell_spool)
+            .with_context(|| format!("creating {}", shell_spool.display()))?;
+        inventory.close_dangling_shell_sessions()?;
+        tokio::spawn(store_spooled_recordings(
+            inventory.clone(),
+            files.clone(),
+            shell_spool.clone(),
+        ));
         let state = web::AppState {
             alerts: alerts.clone(),
             inventory: inventory.clone(),
@@ -168,6 +219,9 @@ impl Controller {
             }),
             templates: Arc::new(web::assets::Templates::load(&w.prefix)?),
             session_max_age: u64::from(w.session_max_hours) * 3600,
+            shell: Arc::new(settings.shell.clone()),
+            shell_spool: shell_spool.clone(),
+            files: files.clone(),
         };
         let web_task = tokio::spawn(web::serve(listener, state, tls, shutdown.clone()));
         let sessions_task = tokio::spawn(prune_sessions(auth, shutdown.clone()));

@@ -17,10 +17,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 mod estate;
+mod journal;
 pub mod model;
 mod people;
 
 pub use estate::{CredentialChange, Group, LinkedAgent, Room, Server, ServerInput};
+pub use journal::{AuditEntry, SessionEnd, ShellSessionRecord};
 pub use people::{ApiTokenInfo, Principal, SessionRecord, User};
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +162,32 @@ const MIGRATIONS: &[&str] = &[
         last_used   INTEGER
      );
      ALTER TABLE agents ADD COLUMN server_id INTEGER REFERENCES servers (id) ON DELETE SET NULL;",
+    // 6: browser shell sessions and the audit log. Names are copied, not
+    // referenced: the record outlives a deleted server or user.
+    "CREATE TABLE shell_sessions (
+        id             TEXT PRIMARY KEY,
+        server_id      INTEGER,
+        server_name    TEXT NOT NULL,
+        user_name      TEXT NOT NULL,
+        started_at     INTEGER NOT NULL,
+        ended_at       INTEGER,
+        close_reason   TEXT,
+        bytes_out      INTEGER NOT NULL DEFAULT 0,
+        bytes_in       INTEGER NOT NULL DEFAULT 0,
+        duration_secs  REAL,
+        recording_key  TEXT
+     );
+     CREATE INDEX shell_sessions_server ON shell_sessions (server_id, started_at);
+     CREATE TABLE audit (
+        id           INTEGER PRIMARY KEY,
+        at           INTEGER NOT NULL,
+        user_name    TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        server_id    INTEGER,
+        server_name  TEXT,
+        detail       TEXT NOT NULL DEFAULT ''
+     );
+     CREATE INDEX audit_at ON audit (at);",
 ];
 
 /// A known (enrolled) agent as stored.

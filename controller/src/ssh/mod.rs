@@ -591,7 +591,7 @@ impl Connection {
             .await;
     }
 
-    fn lost_or(&self, e: russh::Error) -> SshError {
+    pub(crate) fn lost_or(&self, e: russh::Error) -> SshError {
         if self.handle.is_closed() {
             SshError::Disconnected
         } else {

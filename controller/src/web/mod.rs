@@ -17,6 +17,7 @@ mod error;
 mod monitoring;
 pub mod pages;
 pub mod serve;
+mod shell;
 
 use std::sync::Arc;
 
@@ -62,6 +63,10 @@ pub struct AppState {
     pub templates: Arc<assets::Templates>,
     /// Session cookie lifetime (seconds).
     pub session_max_age: u64,
+    pub shell: Arc<crate::shell::ShellSettings>,
+    /// Where live shell recordings are written before they go to `files`.
+    pub shell_spool: std::path::PathBuf,
+    pub files: crate::files::FileStore,
 }
 
 /// Every route. Paths are relative to the configured prefix.
@@ -103,6 +108,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(api::server_delete),
         )
         .route("/api/servers/{id}/probe", post(api::server_probe))
+        .route("/api/servers/{id}/shell", get(shell::shell))
+        .route("/api/servers/{id}/sessions", get(shell::sessions))
+        .route("/api/recordings/{session}", get(shell::recording))
         .route(
             "/api/servers/{id}/host-key",
             delete(api::server_forget_host_key),
@@ -132,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/servers", get(pages::servers))
         .route("/servers/new", get(pages::server_new))
         .route("/servers/{id}/edit", get(pages::server_edit))
+        .route("/servers/{id}/terminal", get(pages::terminal))
         .route("/groups", get(pages::groups))
         .route("/groups/{id}", get(pages::group))
         .route("/rooms", get(pages::rooms))
@@ -152,6 +161,8 @@ pub fn router(state: AppState) -> Router {
 
 /// Headers every response carries: no framing (clickjacking), no MIME
 /// sniffing, and a content policy that allows only our own scripts.
+/// (Inline styles are allowed: the terminal sets its colours and sizes
+/// through them; inline scripts are not.)
 async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
     let h = r.headers_mut();
@@ -167,7 +178,7 @@ async fn security_headers(mut r: axum::response::Response) -> axum::response::Re
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
         ),
     );
     r

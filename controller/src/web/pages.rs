@@ -450,3 +450,38 @@ pub async fn users(State(st): State<AppState>, c: PageCaller) -> Result<Response
         },
     ))
 }
+
+// ---- shell --------------------------------------------------------------
+
+#[derive(Serialize)]
+struct TerminalPage<'a> {
+    #[serde(flatten)]
+    chrome: Chrome<'a>,
+    server: Server,
+    transfers: bool,
+}
+
+/// The browser shell for one server (open several, in tabs).
+pub async fn terminal(
+    State(st): State<AppState>,
+    c: PageCaller,
+    Path(id): Path<i64>,
+) -> Result<Response, PageRejection> {
+    let server = st.inventory.server(id).map_err(ApiError::from)?;
+    c.may(Act::SeeServer {
+        group: server.group_id,
+    })?;
+    c.may(Act::UseServer {
+        group: server.group_id,
+    })?;
+    Ok(render(
+        &st,
+        StatusCode::OK,
+        "terminal.html",
+        TerminalPage {
+            chrome: chrome(&c, "servers"),
+            server,
+            transfers: st.shell.transfers,
+        },
+    ))
+}
