@@ -74,4 +74,21 @@ main(async () => {
     const text = await page.locator('#term-status').innerText();
     expect(text.includes('session closed'), `status: ${text}`);
   });
+
+  await step('the session is listed and its recording plays', async () => {
+    await page.goto(`${URL}/servers/${process.env.SERVER_ID}/sessions`);
+    await page.waitForSelector('#sessions a:has-text("Play")', { timeout: 15_000 });
+    await page.click('#sessions a:has-text("Play")');
+    await page.waitForSelector('#player .ap-wrapper, #player .ap-player', { timeout: 15_000 });
+    await page.evaluate(() => window.myplatformPlayer.play());
+    const deadline = Date.now() + 30_000;
+    let text = '';
+    while (Date.now() < deadline) {
+      text = await page.locator('#player').innerText();
+      if (text.includes('answer-42')) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(text.includes('answer-42'), `the replay shows the command's output; it shows: ${text}`);
+    await page.screenshot({ path: join(process.env.SCREENSHOT_DIR || '.', 'view-player.png') });
+  });
 });

@@ -7,6 +7,7 @@
 pub mod recording;
 pub mod session;
 pub mod terminal;
+pub mod transfer;
 
 use serde::{Deserialize, Serialize};
 

@@ -514,7 +514,6 @@ impl Connection {
 
     /// The russh handle, for opening PTY shells and SFTP on this
     /// connection.
-    #[allow(dead_code)] // used by the shell and SFTP code that comes later
     pub(crate) fn handle(&self) -> &client::Handle<ClientHandler> {
         &self.handle
     }

@@ -14,6 +14,7 @@ mod api;
 pub mod assets;
 pub mod caller;
 mod error;
+mod files;
 mod monitoring;
 pub mod pages;
 pub mod serve;
@@ -110,6 +111,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/servers/{id}/probe", post(api::server_probe))
         .route("/api/servers/{id}/shell", get(shell::shell))
         .route("/api/servers/{id}/sessions", get(shell::sessions))
+        .route(
+            "/api/servers/{id}/files",
+            get(files::download)
+                .post(files::upload)
+                // Uploads stream to the server; their size is not bounded here.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/recordings/{session}", get(shell::recording))
         .route(
             "/api/servers/{id}/host-key",
@@ -141,6 +149,8 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/new", get(pages::server_new))
         .route("/servers/{id}/edit", get(pages::server_edit))
         .route("/servers/{id}/terminal", get(pages::terminal))
+        .route("/servers/{id}/sessions", get(pages::sessions))
+        .route("/sessions/{id}", get(pages::player))
         .route("/groups", get(pages::groups))
         .route("/groups/{id}", get(pages::group))
         .route("/rooms", get(pages::rooms))
@@ -162,7 +172,8 @@ pub fn router(state: AppState) -> Router {
 /// Headers every response carries: no framing (clickjacking), no MIME
 /// sniffing, and a content policy that allows only our own scripts.
 /// (Inline styles are allowed: the terminal sets its colours and sizes
-/// through them; inline scripts are not.)
+/// through them; inline scripts are not. WebAssembly may compile: the
+/// recording player's terminal emulator is WebAssembly.)
 async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
     let h = r.headers_mut();
@@ -178,7 +189,7 @@ async fn security_headers(mut r: axum::response::Response) -> axum::response::Re
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
         ),
     );
     r

@@ -485,3 +485,72 @@ pub async fn terminal(
         },
     ))
 }
+
+#[derive(Serialize)]
+struct SessionsPage<'a> {
+    #[serde(flatten)]
+    chrome: Chrome<'a>,
+    server: Server,
+    sessions: Vec<crate::inventory::ShellSessionRecord>,
+    audit: Vec<crate::inventory::AuditEntry>,
+}
+
+/// A server's shell sessions (with their recordings) and audit trail:
+/// admins only, recordings show whatever was on the screen.
+pub async fn sessions(
+    State(st): State<AppState>,
+    c: PageCaller,
+    Path(id): Path<i64>,
+) -> Result<Response, PageRejection> {
+    let server = st.inventory.server(id).map_err(ApiError::from)?;
+    c.may(Act::SeeServer {
+        group: server.group_id,
+    })?;
+    c.may(Act::SeeOperations)?;
+    Ok(render(
+        &st,
+        StatusCode::OK,
+        "sessions.html",
+        SessionsPage {
+            chrome: chrome(&c, "servers"),
+            sessions: st
+                .inventory
+                .shell_sessions(id, 500)
+                .map_err(ApiError::from)?,
+            audit: st
+                .inventory
+                .audit_log(Some(id), 200)
+                .map_err(ApiError::from)?,
+            server,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct PlayerPage<'a> {
+    #[serde(flatten)]
+    chrome: Chrome<'a>,
+    session: crate::inventory::ShellSessionRecord,
+}
+
+pub async fn player(
+    State(st): State<AppState>,
+    c: PageCaller,
+    Path(id): Path<String>,
+) -> Result<Response, PageRejection> {
+    c.may(Act::SeeOperations)?;
+    let session = st
+        .inventory
+        .shell_session(&id)
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::NotFound("no such session".into()))?;
+    Ok(render(
+        &st,
+        StatusCode::OK,
+        "player.html",
+        PlayerPage {
+            chrome: chrome(&c, "servers"),
+            session,
+        },
+    ))
+}

@@ -150,8 +150,13 @@
     // download.
     const r = await fetch(url, { method: 'HEAD', credentials: 'same-origin' });
     if (!r.ok) {
-      const why = r.headers.get('x-refusal') || `download refused (${r.status})`;
-      err.textContent = decodeURIComponent(why);
+      // HEAD has no body: ask again for the reason (a refusal is small).
+      let why = `download refused (${r.status})`;
+      try {
+        const g = await fetch(url, { credentials: 'same-origin' });
+        why = (await g.json()).error || why;
+      } catch { /* keep the status */ }
+      err.textContent = why;
       err.hidden = false;
       return;
     }
