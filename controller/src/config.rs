@@ -23,6 +23,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub alerts: crate::alerts::AlertSettings,
     pub shell: crate::shell::ShellSettings,
+    pub deploy: crate::deploy::DeploySettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             alerts: crate::alerts::AlertSettings::default(),
             shell: crate::shell::ShellSettings::default(),
+            deploy: crate::deploy::DeploySettings::default(),
         }
     }
 }
@@ -234,10 +236,30 @@ impl Settings {
         if self.shell.idle_secs == 0 || self.shell.connect_timeout_secs == 0 {
             return Err("shell.idle_secs and shell.connect_timeout_secs must be at least 1".into());
         }
+        if !self.deploy.root.starts_with('/')
+            || self.deploy.root.contains(['\0', '\n', '\r'])
+            || self.deploy.root.split('/').any(|c| c == "..")
+        {
+            return Err(format!(
+                "deploy.root {:?} must be an absolute path without ..",
+                self.deploy.root
+            ));
+        }
         if self.gateway.agent_cert_days == 0 {
             return Err("gateway.agent_cert_days must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The address agents are told to dial, given where the gateway
+    /// actually listens (port 0 in the configuration means "any").
+    pub fn advertised_gateway_for(&self, bound: SocketAddr) -> String {
+        if self.gateway.advertise.is_some() || self.gateway.listen.port() != 0 {
+            return self.advertised_gateway();
+        }
+        let mut s = self.clone();
+        s.gateway.listen = bound;
+        s.advertised_gateway()
     }
 
     /// The address printed in install lines.

@@ -21,6 +21,7 @@ pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod deploy;
 pub mod files;
 pub mod gateway;
 pub mod inventory;

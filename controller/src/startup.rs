@@ -24,6 +24,8 @@ use crate::web;
 pub const INVENTORY_FILE: &str = "inventory.db";
 /// File name of the embedded metric store inside the data directory.
 pub const METRICS_FILE: &str = "metrics.db";
+/// Agent packages the controller deploys (`scripts/dist` tarballs).
+pub const PACKAGES_DIR: &str = "packages";
 /// The local file store inside the data directory.
 pub const FILES_DIR: &str = "files";
 /// Live shell recordings, until the session ends and they move to the file
@@ -219,6 +221,19 @@ impl Controller {
             }),
             templates: Arc::new(web::assets::Templates::load(&w.prefix)?),
             session_max_age: u64::from(w.session_max_hours) * 3600,
+            deployer: crate::deploy::Deployer {
+                inventory: inventory.clone(),
+                registry: registry.clone(),
+                gateway_handle: gateway.clone(),
+                settings: settings.deploy.clone(),
+                packages_dir: settings.data_dir.join(PACKAGES_DIR),
+                gateway: settings.advertised_gateway_for(gateway_addr),
+                ca_pin: ca.pin().as_str().to_string(),
+                jobs: Default::default(),
+                connect_timeout: std::time::Duration::from_secs(
+                    settings.shell.connect_timeout_secs,
+                ),
+            },
             shell: Arc::new(settings.shell.clone()),
             shell_spool: shell_spool.clone(),
             files: files.clone(),

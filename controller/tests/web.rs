@@ -314,7 +314,9 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
         .unwrap();
     let carol = add_user(&w.ctl, "carol", "carol password", false);
     let vu = add_user(&w.ctl, "victim", "victim password", false);
-    let (ga, sa, room) = (w.ga, w.sa, w.room);
+    let (ga, sa, sb, room) = (w.ga, w.sa, w.sb, w.room);
+    let deploy_monitor = json!({"role": "monitor"});
+    let bad_role = json!({"role": "database"});
 
     let group_body = json!({"name": "A", "app_identifier": "shop-api"});
     let new_group = json!({"name": "new group"});

@@ -434,6 +434,20 @@ impl Inventory {
     /// The agent that enrolled with this token and this key since `since`
     /// (Unix s) and is not revoked: an agent retrying after it lost the
     /// controller's answer.
+    /// The agent that enrolled with this token, if any (a deploy waits for
+    /// the agent it installed this way).
+    pub fn agent_of_token(&self, token: &TokenHash) -> Result<Option<AgentId>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id FROM agents WHERE enroll_token_hash = ?1 AND revoked_at IS NULL
+                 ORDER BY enrolled_at DESC LIMIT 1",
+                [&token.0],
+                |r| id_of(r.get(0)?),
+            )
+            .optional()
+        })
+    }
+
     pub fn enrolled_with(
         &self,
         token: &TokenHash,

@@ -13,6 +13,7 @@
 mod api;
 pub mod assets;
 pub mod caller;
+mod deploy;
 mod error;
 mod files;
 mod monitoring;
@@ -65,6 +66,7 @@ pub struct AppState {
     /// Session cookie lifetime (seconds).
     pub session_max_age: u64,
     pub shell: Arc<crate::shell::ShellSettings>,
+    pub deployer: crate::deploy::Deployer,
     /// Where live shell recordings are written before they go to `files`.
     pub shell_spool: std::path::PathBuf,
     pub files: crate::files::FileStore,
@@ -127,6 +129,16 @@ pub fn router(state: AppState) -> Router {
             "/api/servers/{id}/agents/{agent}",
             put(api::agent_link).delete(api::agent_unlink),
         )
+        .route("/api/servers/{id}/deploy", post(deploy::deploy))
+        .route("/api/servers/{id}/undeploy", post(deploy::remove))
+        .route("/api/jobs/{id}", get(deploy::job))
+        .route(
+            "/api/packages",
+            get(deploy::packages_list)
+                .post(deploy::packages_upload)
+                .layer(axum::extract::DefaultBodyLimit::max(300 * 1024 * 1024)),
+        )
+        .route("/packages/{name}", get(deploy::package_file))
         .route("/api/users", get(api::users_list).post(api::user_create))
         .route(
             "/api/users/{id}",
@@ -151,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/{id}/terminal", get(pages::terminal))
         .route("/servers/{id}/sessions", get(pages::sessions))
         .route("/sessions/{id}", get(pages::player))
+        .route("/jobs/{id}", get(pages::job))
         .route("/groups", get(pages::groups))
         .route("/groups/{id}", get(pages::group))
         .route("/rooms", get(pages::rooms))

@@ -554,3 +554,33 @@ pub async fn player(
         },
     ))
 }
+
+#[derive(Serialize)]
+struct JobPage<'a> {
+    #[serde(flatten)]
+    chrome: Chrome<'a>,
+    job: crate::deploy::Job,
+}
+
+/// A deploy or removal in progress (or done).
+pub async fn job(
+    State(st): State<AppState>,
+    c: PageCaller,
+    Path(id): Path<String>,
+) -> Result<Response, PageRejection> {
+    c.may(Act::SeeOperations)?;
+    let job = st
+        .deployer
+        .jobs
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound("no such job".into()))?;
+    Ok(render(
+        &st,
+        StatusCode::OK,
+        "job.html",
+        JobPage {
+            chrome: chrome(&c, "servers"),
+            job,
+        },
+    ))
+}

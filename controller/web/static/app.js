@@ -3,6 +3,7 @@
 //   <form data-api="/api/x" data-method="POST" data-next="/page">
 //   <form data-api-template="/api/groups/1/members/{user}" data-method="PUT">
 //   <button data-api="/api/x/1" data-method="DELETE" data-confirm="Sure?">
+//   <button data-api="/api/x" data-body='{"role":"monitor"}'>  (JSON body)
 // Field names with a dot build nested objects ("credential.kind");
 // data-type="int" sends a number; checkboxes send booleans.
 'use strict';
@@ -108,7 +109,13 @@ document.addEventListener('click', async (ev) => {
   b.disabled = true;
   if (b.dataset.busy) b.textContent = b.dataset.busy;
   try {
-    await api(b.dataset.method || 'POST', b.dataset.api);
+    const body = b.dataset.body ? JSON.parse(b.dataset.body) : undefined;
+    const r = await api(b.dataset.method || 'POST', b.dataset.api, body);
+    // A started job (deploy, removal) has a page of its own.
+    if (r && r.job) {
+      location.href = `${PREFIX}/jobs/${encodeURIComponent(r.job)}`;
+      return;
+    }
     done(b);
   } catch (e) {
     toast(e.message, true);

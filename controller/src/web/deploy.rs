@@ -1,0 +1,211 @@
+//! Agent deployment over HTTP: start a deploy or removal on a server
+//! (admin), follow its steps, list and upload agent packages, and serve
+//! packages for the one-line manual install.
+
+use axum::Json;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::AppState;
+use super::api::JsonBody;
+use super::caller::ApiCaller;
+use super::error::{ApiError, ApiResult};
+use crate::auth::Act;
+use crate::deploy::{Action, packages};
+
+/// Largest package accepted by upload (a release agent is a few MiB).
+const MAX_PACKAGE: u64 = 256 * 1024 * 1024;
+
+#[derive(Deserialize)]
+pub struct DeployBody {
+    role: String,
+}
+
+fn role_of(s: &str) -> ApiResult<certs::Role> {
+    s.parse().map_err(|_| {
+        ApiError::invalid(
+            "role",
+            format!("{s:?} is not an agent role (monitor or jmeter)"),
+        )
+    })
+}
+
+async fn start(
+    st: AppState,
+    caller: ApiCaller,
+    id: i64,
+    role: &str,
+    action: Action,
+) -> ApiResult<Response> {
+    let server = st.inventory.server(id)?;
+    caller.may(Act::EditServer {
+        group: server.group_id,
+    })?;
+    let role = role_of(role)?;
+    let cred = st.inventory.server_credential(id, &st.vault)?.ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "server {:?} has no stored SSH credential; add one, or install by hand with the one-line install",
+            server.name
+        ))
+    })?;
+    let job = st
+        .deployer
+        .start(server, cred, role, action, &caller.subject.name)
+        .map_err(ApiError::Conflict)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "job": job })),
+    )
+        .into_response())
+}
+
+pub async fn deploy(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBody(b): JsonBody<DeployBody>,
+) -> ApiResult<Response> {
+    start(st, caller, id, &b.role, Action::Deploy).await
+}
+
+pub async fn remove(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBody(b): JsonBody<DeployBody>,
+) -> ApiResult<Response> {
+    start(st, caller, id, &b.role, Action::Remove).await
+}
+
+pub async fn job(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.may(Act::SeeOperations)?;
+    let job = st.deployer.jobs.get(&id).ok_or_else(|| {
+        ApiError::NotFound("no such job (jobs are kept until the controller restarts)".into())
+    })?;
+    Ok(Json(job).into_response())
+}
+
+pub async fn packages_list(caller: ApiCaller, State(st): State<AppState>) -> ApiResult<Response> {
+    caller.may(Act::SeeOperations)?;
+    let pkgs = packages::scan(&st.deployer.packages_dir)
+        .map_err(|_| ApiError::Internal("cannot read the packages folder"))?;
+    Ok(Json(pkgs).into_response())
+}
+
+/// Stores uploaded agent packages (tarballs named as `scripts/dist` names
+/// them) in the packages folder.
+pub async fn packages_upload(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    mut multipart: Multipart,
+) -> ApiResult<Response> {
+    caller.may(Act::EditEstate)?;
+    let dir = st.deployer.packages_dir.clone();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|_| ApiError::Internal("cannot create the packages folder"))?;
+    let mut stored = Vec::new();
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::BadRequest(StatusCode::BAD_REQUEST, e.to_string()))?
+    {
+        let Some(name) = field.file_name().map(str::to_string) else {
+            continue;
+        };
+        if packages::parse_name(&name).is_none() {
+            return Err(ApiError::invalid(
+                "file",
+                format!(
+                    "{name:?} is not an agent package name (myplatform-agent-<monitor|jmeter>-<version>-linux-<arch>.tar.gz)"
+                ),
+            ));
+        }
+        let part = dir.join(format!(".{name}.part"));
+        let mut f = tokio::fs::File::create(&part)
+            .await
+            .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
+        let mut size = 0u64;
+        let mut head = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::BadRequest(StatusCode::BAD_REQUEST, e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > MAX_PACKAGE {
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(ApiError::BadRequest(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("{name}: larger than {} MiB", MAX_PACKAGE >> 20),
+                ));
+            }
+            if head.len() < 2 {
+                head.extend_from_slice(&chunk[..chunk.len().min(2)]);
+            }
+            f.write_all(&chunk)
+                .await
+                .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
+        }
+        f.sync_all()
+            .await
+            .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
+        if head.get(..2) != Some(&[0x1f, 0x8b]) {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(ApiError::invalid(
+                "file",
+                format!("{name} is not a gzip file"),
+            ));
+        }
+        tokio::fs::rename(&part, dir.join(&name))
+            .await
+            .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
+        let _ = st.inventory.audit(
+            &caller.subject.name,
+            "package_upload",
+            None,
+            &format!("{name} ({size} bytes)"),
+        );
+        stored.push(serde_json::json!({ "name": name, "bytes": size }));
+    }
+    if stored.is_empty() {
+        return Err(ApiError::invalid("file", "no package in the upload"));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "stored": stored })),
+    )
+        .into_response())
+}
+
+/// A registered package, for hosts installing by hand (`curl` it, check
+/// its SHA-256 from the install line, unpack, run install.sh). Public:
+/// packages hold no secret, and the install line carries the digest.
+pub async fn package_file(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    if packages::parse_name(&name).is_none() {
+        return Err(ApiError::NotFound("no such package".into()));
+    }
+    let path = st.deployer.packages_dir.join(&name);
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| ApiError::NotFound("no such package".into()))?;
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let mut r =
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/gzip"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(r)
+}
