@@ -503,6 +503,79 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
             None,
             [401, 403, 404, 404],
         ),
+        // the shell and files (sa's SSH port is closed: 502 once allowed);
+        // a plain GET is not a websocket handshake (400) once logged in
+        (
+            M::GET,
+            format!("/api/servers/{sa}/shell"),
+            None,
+            [401, 400, 400, 400],
+        ),
+        (
+            M::GET,
+            format!("/api/servers/{sa}/sessions"),
+            None,
+            [401, 403, 404, 200],
+        ),
+        (
+            M::GET,
+            "/api/recordings/nosuchsession".into(),
+            None,
+            [401, 403, 403, 404],
+        ),
+        (
+            M::GET,
+            format!("/api/servers/{sa}/files?path=/etc/hostname"),
+            None,
+            [401, 502, 404, 502],
+        ),
+        (
+            M::GET,
+            format!("/api/servers/{sa}/files?path=relative"),
+            None,
+            [401, 422, 404, 422],
+        ),
+        (
+            M::POST,
+            format!("/api/servers/{sa}/files?dir=/tmp"),
+            None,
+            [401, 400, 400, 400],
+        ),
+        // agent deployment (the jobs run and fail in the background: the
+        // servers' SSH ports are closed)
+        (
+            M::POST,
+            format!("/api/servers/{sa}/deploy"),
+            Some(&deploy_monitor),
+            [401, 403, 404, 202],
+        ),
+        (
+            M::POST,
+            format!("/api/servers/{sb}/undeploy"),
+            Some(&deploy_monitor),
+            [401, 404, 403, 202],
+        ),
+        (
+            M::POST,
+            format!("/api/servers/{sb}/deploy"),
+            Some(&bad_role),
+            [401, 404, 403, 422],
+        ),
+        (
+            M::GET,
+            "/api/jobs/nosuchjob".into(),
+            None,
+            [401, 403, 403, 404],
+        ),
+        (M::GET, "/api/packages".into(), None, [401, 403, 403, 200]),
+        (M::POST, "/api/packages".into(), None, [401, 400, 400, 400]),
+        (
+            M::GET,
+            "/packages/myplatform-agent-monitor-9-linux-amd64.tar.gz".into(),
+            None,
+            [404, 404, 404, 404],
+        ),
+        (M::GET, "/jobs/nosuchjob".into(), None, [303, 403, 403, 404]),
         // users
         (M::GET, "/api/users".into(), None, [401, 403, 403, 200]),
         (
