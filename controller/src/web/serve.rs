@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::ConnectInfo;
+use axum::serve::ListenerExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -52,6 +53,11 @@ pub async fn serve(
     let app = router(state);
     let Some(tls) = tls else {
         info!(?addr, "web UI and API listening (HTTP)");
+        // No Nagle delay: a shell's keystroke echo is one small write that
+        // must not wait for the browser's TCP acknowledgement.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let r = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -79,6 +85,7 @@ pub async fn serve(
                 }
             },
         };
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let shutdown = shutdown.clone();
