@@ -501,7 +501,9 @@ impl Inventory {
                 ],
             )
             .map(drop)
-        })
+        })?;
+        // An agent's address is known now: it may match a server.
+        self.auto_link_agents().map(drop)
     }
 
     pub fn record_disconnect(&self, id: &AgentId, now: u64) -> Result<()> {
