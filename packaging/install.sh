@@ -29,6 +29,11 @@ once it is configured.
 
   --prefix DIR             install under DIR instead of / (nothing is started)
   --no-start               install and enable, but do not (re)start
+  --supervise              where systemd does not run (or with --prefix), start
+                           it as a supervised background process instead
+                           (restarted when it exits, except with status 78)
+Every file installed is listed in a manifest; the uninstall script written
+next to it stops the agent and removes them all.
 EOF
     if [ "$NAME" != controller ]; then
         cat <<EOF
@@ -47,6 +52,7 @@ die() {
 
 prefix=/
 start=1
+supervise=0
 controller=
 token=${MYPLATFORM_TOKEN:-}
 ca_pin=
@@ -58,6 +64,11 @@ while [ $# -gt 0 ]; do
         ;;
     --no-start)
         start=0
+        shift
+        continue
+        ;;
+    --supervise)
+        supervise=1
         shift
         continue
         ;;
@@ -212,6 +223,95 @@ fi
 
 echo "installed $NAME $VERSION: $bindir/$NAME, $unitdir/$UNIT, $conf"
 
+# --- manifest, supervisor and uninstall script ---
+# What this install created, so that removal takes exactly that away
+# (f: a file, d: a directory removed with its content, e: a directory
+# removed only when empty; e only under --prefix, never system folders).
+libdir=$root/var/lib/myplatform
+manifest=$libdir/$NAME.manifest
+uninstall=$libdir/$NAME-uninstall.sh
+supervisor=$libdir/$NAME-supervise.sh
+pidfile=$libdir/$NAME.pid
+logfile=$libdir/$NAME.log
+{
+    echo "f $bindir/$NAME"
+    echo "f $unitdir/$UNIT"
+    echo "f $conf"
+    echo "d $state"
+    echo "f $supervisor"
+    echo "f $pidfile"
+    echo "f $logfile"
+    if [ -n "$root" ]; then
+        for d in "$libdir" "$root/var/lib" "$root/var" "$confdir" "$unitdir" "$root/etc/systemd" \
+            "$root/etc" "$bindir" "$root/usr/local" "$root/usr"; do
+            echo "e $d"
+        done
+    fi
+    echo "f $manifest"
+    echo "f $uninstall"
+} >"$manifest.new"
+mv -f "$manifest.new" "$manifest"
+
+# The supervisor keeps the agent running where systemd does not: restarted
+# 5 s after it exits, except with status 78 (refused for good). Its pid is
+# in $pidfile, the agent's output goes to $logfile.
+cat >"$supervisor.new" <<EOF
+#!/bin/sh
+echo \$\$ >'$pidfile'
+child=
+trap 'if [ -n "\$child" ]; then kill -TERM "\$child" 2>/dev/null; wait "\$child"; fi; rm -f "$pidfile"; exit 0' TERM INT
+while :; do
+    '$bindir/$NAME' --config '$conf' --state-dir '$state' &
+    child=\$!
+    wait "\$child"
+    status=\$?
+    child=
+    if [ "\$status" -eq 78 ]; then
+        echo "$NAME was refused for good (exit 78); not restarting"
+        rm -f '$pidfile'
+        exit 78
+    fi
+    sleep 5
+done
+EOF
+chmod 0755 "$supervisor.new"
+mv -f "$supervisor.new" "$supervisor"
+
+cat >"$uninstall.new" <<EOF
+#!/bin/sh
+# Stops $NAME and removes every file its install.sh created (listed in
+# $manifest).
+set -u
+if [ -z '$root' ] && [ -d /run/systemd/system ]; then
+    systemctl disable --now '$UNIT' 2>/dev/null || true
+    systemctl daemon-reload 2>/dev/null || true
+fi
+if [ -f '$pidfile' ]; then
+    pid=\$(cat '$pidfile')
+    kill -TERM "\$pid" 2>/dev/null || true
+    i=0
+    while kill -0 "\$pid" 2>/dev/null && [ \$i -lt 50 ]; do
+        sleep 0.2
+        i=\$((i + 1))
+    done
+    kill -KILL "\$pid" 2>/dev/null || true
+fi
+[ -f '$manifest' ] || { echo "nothing to remove: no manifest at $manifest"; exit 0; }
+while read -r kind path; do
+    case \$kind in
+    f) rm -f -- "\$path" ;;
+    d) rm -rf -- "\$path" ;;
+    esac
+done <'$manifest'
+grep '^e ' '$manifest' | while read -r kind path; do
+    rmdir -- "\$path" 2>/dev/null || true
+done
+rm -f -- '$manifest' '$uninstall'
+echo "removed $NAME"
+EOF
+chmod 0755 "$uninstall.new"
+mv -f "$uninstall.new" "$uninstall"
+
 # --- start ---
 configured() {
     [ "$NAME" = controller ] ||
@@ -225,7 +325,30 @@ else
 fi
 [ "$SVC_USER" = root ] || run="runuser -u $SVC_USER -- $run"
 
-if [ -n "$root" ]; then
+# start_supervised: (re)starts the supervisor, replacing a running one so a
+# second install puts the new binary and config to work.
+start_supervised() {
+    if [ -f "$pidfile" ]; then
+        old=$(cat "$pidfile")
+        kill -TERM "$old" 2>/dev/null || true
+        i=0
+        while kill -0 "$old" 2>/dev/null && [ $i -lt 50 ]; do
+            sleep 0.2
+            i=$((i + 1))
+        done
+    fi
+    if command -v setsid >/dev/null; then
+        setsid sh "$supervisor" >>"$logfile" 2>&1 </dev/null &
+    else
+        nohup sh "$supervisor" >>"$logfile" 2>&1 </dev/null &
+    fi
+    echo "started $NAME as a supervised process (no systemd); log: $logfile"
+}
+
+if [ "$supervise" = 1 ] && [ "$start" = 1 ] && { [ -n "$root" ] || [ ! -d /run/systemd/system ]; }; then
+    configured || die "not configured: give --controller, --token and --ca-pin"
+    start_supervised
+elif [ -n "$root" ]; then
     echo "on the target system: systemctl enable --now $UNIT (or, from here: systemctl --root=$prefix enable $UNIT)"
 elif [ -d /run/systemd/system ]; then
     systemctl daemon-reload

@@ -571,7 +571,7 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
         (M::POST, "/api/packages".into(), None, [401, 400, 400, 400]),
         (
             M::GET,
-            "/packages/myplatform-agent-monitor-9-linux-amd64.tar.gz".into(),
+            "/packages/agent-monitor-9-linux-amd64.tar.gz".into(),
             None,
             [404, 404, 404, 404],
         ),

@@ -320,9 +320,13 @@ impl Deployer {
         self.settings.root.trim_end_matches('/').to_string()
     }
 
-    /// Where install.sh keeps an agent's files list (see packaging).
+    /// The removal script install.sh writes beside its manifest (see
+    /// packaging/install.sh).
     fn uninstall_script(&self, role: Role) -> String {
-        format!("{}/opt/myplatform/agent-{role}/uninstall.sh", self.root())
+        format!(
+            "{}/var/lib/myplatform/agent-{role}-uninstall.sh",
+            self.root()
+        )
     }
 
     async fn deploy(
@@ -392,7 +396,7 @@ impl Deployer {
         let unpacked = format!("{staging}/agent-{role}");
         self.step(job, 4, async {
             let cmd = format!(
-                "rm -rf {u} && mkdir -p {u} && tar -xzf {t} -C {u} && ls {u}",
+                "rm -rf {u} && mkdir -p {u} && tar -xzf {t} -C {u} --strip-components=1 && ls {u}",
                 u = sh_quote(&unpacked),
                 t = sh_quote(&format!("{staging}/{}", pkg.file_name))
             );
@@ -412,9 +416,12 @@ impl Deployer {
         )
         .map_err(|e| e.to_string())?;
         let token_hash = token.token.hash();
+        let installed_at = crate::metrics::embedded::now_ms().max(0) as u64;
         self.step(job, 5, async {
+            // The token through the environment: argv is visible to every
+            // user of the server.
             let cmd = format!(
-                "cd {u} && sh ./install.sh --prefix {p} --controller {c} --token {t} --ca-pin {k}",
+                "cd {u} && MYPLATFORM_TOKEN={t} sh ./install.sh --supervise --prefix {p} --controller {c} --ca-pin {k}",
                 u = sh_quote(&unpacked),
                 p = sh_quote(&root_dir),
                 c = sh_quote(&self.gateway),
@@ -432,11 +439,16 @@ impl Deployer {
             .step(job, 6, async {
                 let deadline = Instant::now() + wait;
                 loop {
+                    // A first install enrolls with the new token; a
+                    // reinstall keeps the agent's identity and reconnects.
                     if let Ok(Some(id)) = self.inventory.agent_of_token(&token_hash)
                         && self.registry.get(&id).is_some()
                     {
                         let _ = self.inventory.link_agent(&id, Some(server.id));
-                        return Ok((id.to_string(), format!("{id} connected")));
+                        return Ok((id.to_string(), format!("{id} enrolled and connected")));
+                    }
+                    if let Some(id) = self.reconnected(server.id, role, installed_at) {
+                        return Ok((id.clone(), format!("{id} reconnected")));
                     }
                     if Instant::now() >= deadline {
                         return Err(format!(
@@ -451,6 +463,23 @@ impl Deployer {
             .await?;
         conn.disconnect().await;
         Ok(Some(agent))
+    }
+
+    /// An agent of `role` on this server that connected after `since_ms`.
+    fn reconnected(&self, server: i64, role: Role, since_ms: u64) -> Option<String> {
+        let linked: Vec<certs::AgentId> = self
+            .inventory
+            .agents()
+            .ok()?
+            .into_iter()
+            .filter(|a| a.server_id == Some(server) && a.role == role && a.revoked_at.is_none())
+            .map(|a| a.id)
+            .collect();
+        self.registry
+            .snapshot()
+            .into_iter()
+            .find(|l| linked.contains(&l.id) && l.connected_since >= since_ms)
+            .map(|l| l.id.to_string())
     }
 
     async fn remove(

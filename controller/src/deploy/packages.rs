@@ -1,5 +1,5 @@
 //! Agent packages the controller can deploy: the tarballs `scripts/dist`
-//! builds (`myplatform-agent-<role>-<version>-linux-<arch>.tar.gz`), kept
+//! builds (`agent-<role>-<version>-linux-<arch>.tar.gz`), kept
 //! in one folder (`data_dir/packages`), uploaded there or copied in by
 //! hand. Which one fits a server is decided here, from the server's CPU
 //! architecture as `uname -m` reports it.
@@ -21,11 +21,9 @@ pub struct AgentPackage {
     pub size: u64,
 }
 
-/// Parses `myplatform-agent-monitor-0.1.0-linux-amd64.tar.gz`.
+/// Parses `agent-monitor-0.1.0-linux-amd64.tar.gz`.
 pub fn parse_name(name: &str) -> Option<(Role, String, String)> {
-    let rest = name
-        .strip_prefix("myplatform-agent-")?
-        .strip_suffix(".tar.gz")?;
+    let rest = name.strip_prefix("agent-")?.strip_suffix(".tar.gz")?;
     let (role, rest) = rest.split_once('-')?;
     let role = match role {
         "monitor" => Role::Monitor,
@@ -138,23 +136,23 @@ mod tests {
     #[test]
     fn names_parse_and_the_newest_fitting_package_wins() {
         assert_eq!(
-            parse_name("myplatform-agent-monitor-0.1.0-linux-amd64.tar.gz"),
+            parse_name("agent-monitor-0.1.0-linux-amd64.tar.gz"),
             Some((Role::Monitor, "0.1.0".into(), "amd64".into()))
         );
         for bad in [
-            "myplatform-agent-monitor-0.1.0-linux-amd64.zip",
-            "myplatform-agent-evil-0.1.0-linux-amd64.tar.gz",
-            "myplatform-agent-monitor-0.1.0-linux-.tar.gz",
-            "myplatform-agent-monitor-../x-linux-amd64.tar.gz",
+            "agent-monitor-0.1.0-linux-amd64.zip",
+            "agent-evil-0.1.0-linux-amd64.tar.gz",
+            "agent-monitor-0.1.0-linux-.tar.gz",
+            "agent-monitor-../x-linux-amd64.tar.gz",
             "other.tar.gz",
         ] {
             assert_eq!(parse_name(bad), None, "{bad}");
         }
         let dir = tempfile::tempdir().unwrap();
         for n in [
-            "myplatform-agent-monitor-0.9.0-linux-amd64.tar.gz",
-            "myplatform-agent-monitor-0.10.0-linux-amd64.tar.gz",
-            "myplatform-agent-monitor-0.10.0-linux-arm64.tar.gz",
+            "agent-monitor-0.9.0-linux-amd64.tar.gz",
+            "agent-monitor-0.10.0-linux-amd64.tar.gz",
+            "agent-monitor-0.10.0-linux-arm64.tar.gz",
             "README",
         ] {
             std::fs::write(dir.path().join(n), b"x").unwrap();

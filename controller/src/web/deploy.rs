@@ -125,7 +125,7 @@ pub async fn packages_upload(
             return Err(ApiError::invalid(
                 "file",
                 format!(
-                    "{name:?} is not an agent package name (myplatform-agent-<monitor|jmeter>-<version>-linux-<arch>.tar.gz)"
+                    "{name:?} is not an agent package name (agent-<monitor|jmeter>-<version>-linux-<arch>.tar.gz)"
                 ),
             ));
         }
