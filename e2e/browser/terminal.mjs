@@ -76,8 +76,15 @@ main(async () => {
   });
 
   await step('the session is listed and its recording plays', async () => {
-    await page.goto(`${URL}/servers/${process.env.SERVER_ID}/sessions`);
-    await page.waitForSelector('#sessions a:has-text("Play")', { timeout: 15_000 });
+    // The recording is stored just after the session ends: reload until
+    // the list offers it.
+    const until = Date.now() + 20_000;
+    for (;;) {
+      await page.goto(`${URL}/servers/${process.env.SERVER_ID}/sessions`);
+      if ((await page.locator('#sessions a:has-text("Play")').count()) > 0) break;
+      expect(Date.now() < until, 'the session list offers the recording within 20 s');
+      await new Promise((r) => setTimeout(r, 300));
+    }
     await page.click('#sessions a:has-text("Play")');
     await page.waitForSelector('#player .ap-wrapper, #player .ap-player', { timeout: 15_000 });
     await page.evaluate(() => window.myplatformPlayer.play());
