@@ -576,6 +576,14 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
             [404, 404, 404, 404],
         ),
         (M::GET, "/jobs/nosuchjob".into(), None, [303, 403, 403, 404]),
+        (M::GET, "/api/tokens".into(), None, [401, 403, 403, 200]),
+        (
+            M::POST,
+            "/api/tokens".into(),
+            Some(&deploy_monitor),
+            [401, 403, 403, 201],
+        ),
+        (M::GET, "/tokens".into(), None, [303, 403, 403, 200]),
         // users
         (M::GET, "/api/users".into(), None, [401, 403, 403, 200]),
         (

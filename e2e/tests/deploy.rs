@@ -311,3 +311,91 @@ async fn deploy_report_redeploy_and_remove_leave_nothing_behind() {
     assert_eq!(bad["steps"][0]["state"], "failed", "{bad:#}");
     ctl.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_one_line_install_downloads_checks_the_package_and_enrolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
+    let pkgs = s.data_dir.join("packages");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    let tarball = tokio::task::spawn_blocking({
+        let out = dir.path().join("dist");
+        move || package(&out)
+    })
+    .await
+    .unwrap();
+    std::fs::copy(&tarball, pkgs.join(tarball.file_name().unwrap())).unwrap();
+    let ctl = start_controller(&s).await;
+    let token = e2e::inproc::api_token(&ctl);
+    let base = format!("http://{}", ctl.http_addr);
+    let (st, v) = api(
+        &base,
+        &token,
+        reqwest::Method::POST,
+        "/api/tokens",
+        Some(json!({"role": "monitor"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let line = v["install_lines"][0]["command"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(line.contains("sha256sum -c"), "{line}");
+    let (st, bad) = api(
+        &base,
+        &token,
+        reqwest::Method::POST,
+        "/api/tokens",
+        Some(json!({"role": "monitor", "uses": 0})),
+    )
+    .await;
+    assert_eq!(st, 422, "{bad}");
+
+    // Run it as a host would, but into a directory of ours and without
+    // sudo (the test is root already; systemd does not run here).
+    let host = dir.path().join("host");
+    let root = host.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let cmd = format!(
+        "{} --prefix {} --supervise",
+        line.replacen("sudo ", "", 1),
+        root.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .current_dir(&host)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the install line failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e2e::wait_for("the hand-installed agent connected", WAIT, || async {
+        ctl.registry
+            .snapshot()
+            .into_iter()
+            .find(|a| a.role == certs::Role::Monitor)
+    })
+    .await;
+    // A tampered package is refused by the line's checksum.
+    let name = tarball.file_name().unwrap();
+    std::fs::write(pkgs.join(name), b"not the package").unwrap();
+    let other = dir.path().join("host2");
+    std::fs::create_dir_all(&other).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .current_dir(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a tampered package was installed");
+    // Clean up the supervised agent.
+    let uninstall = root.join("var/lib/myplatform/agent-monitor-uninstall.sh");
+    let st = Command::new("sh").arg(&uninstall).status().unwrap();
+    assert!(st.success());
+    ctl.stop().await;
+}

@@ -1,13 +1,14 @@
 //! Agent deployment over HTTP: start a deploy or removal on a server
-//! (admin), follow its steps, list and upload agent packages, and serve
-//! packages for the one-line manual install.
+//! (admin), follow its steps, list and upload agent packages, create join
+//! tokens with the one-line install for hosts the controller cannot SSH
+//! into, and serve packages for it.
 
 use axum::Json;
 use axum::extract::{Multipart, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
@@ -208,4 +209,133 @@ pub async fn package_file(
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     Ok(r)
+}
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    role: String,
+    #[serde(default = "one")]
+    uses: u32,
+    #[serde(default = "sixty")]
+    ttl_minutes: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn sixty() -> u64 {
+    60
+}
+
+/// One way to install an agent on a host the controller cannot reach over
+/// SSH: a shell line per registered package that downloads it from this
+/// controller, checks its SHA-256 (so the line itself vouches for what runs,
+/// over HTTP or HTTPS alike), unpacks it and runs its install.sh with the
+/// token and the CA pin.
+#[derive(Serialize)]
+struct InstallLine {
+    arch: String,
+    file: String,
+    sha256: String,
+    command: String,
+}
+
+/// Creates a join token and the install lines that use it. The token is
+/// shown once.
+pub async fn token_create(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(b): JsonBody<TokenBody>,
+) -> ApiResult<Response> {
+    caller.may(Act::ManageUsers)?;
+    let role = role_of(&b.role)?;
+    if b.uses == 0 || b.uses > 10_000 {
+        return Err(ApiError::invalid("uses", "between 1 and 10000"));
+    }
+    if b.ttl_minutes == 0 || b.ttl_minutes > 60 * 24 * 30 {
+        return Err(ApiError::invalid(
+            "ttl_minutes",
+            "between 1 minute and 30 days",
+        ));
+    }
+    let t = crate::gateway::create_token(
+        &st.inventory,
+        role,
+        b.uses,
+        std::time::Duration::from_secs(b.ttl_minutes * 60),
+        None,
+        None,
+    )?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if st.web.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
+    let base = format!("{scheme}://{host}{}", st.web.prefix);
+    let secret = t.token.expose_secret().to_string();
+    let mut lines = Vec::new();
+    let all = packages::scan(&st.deployer.packages_dir)
+        .map_err(|_| ApiError::Internal("cannot read the packages folder"))?;
+    for p in all.iter().filter(|p| p.role == role) {
+        let data = tokio::fs::read(&p.path)
+            .await
+            .map_err(|_| ApiError::Internal("cannot read a package"))?;
+        let sha = hex::encode(ring::digest::digest(&ring::digest::SHA256, &data));
+        let dir = p.file_name.trim_end_matches(".tar.gz");
+        let command = format!(
+            "curl -fsSLO {base}/packages/{f} && echo '{sha}  {f}' | sha256sum -c - && tar -xzf {f} && sudo MYPLATFORM_TOKEN={secret} sh {dir}/install.sh --controller {gw} --ca-pin {pin}",
+            f = p.file_name,
+            gw = st.deployer.gateway,
+            pin = st.deployer.ca_pin,
+        );
+        lines.push(InstallLine {
+            arch: p.arch.clone(),
+            file: p.file_name.clone(),
+            sha256: sha,
+            command,
+        });
+    }
+    let _ = st.inventory.audit(
+        &caller.subject.name,
+        "token_create",
+        None,
+        &format!("{role}, {} use(s), {} min", b.uses, b.ttl_minutes),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "token": secret,
+            "role": role.to_string(),
+            "uses": b.uses,
+            "expires_at": t.policy.expires_at,
+            "agent_command": format!(
+                "agent-{role} --controller {} --token {secret} --ca-pin {}",
+                st.deployer.gateway, st.deployer.ca_pin
+            ),
+            "install_lines": lines,
+        })),
+    )
+        .into_response())
+}
+
+pub async fn tokens_list(caller: ApiCaller, State(st): State<AppState>) -> ApiResult<Response> {
+    caller.may(Act::ManageUsers)?;
+    let live = st.inventory.live_tokens(crate::inventory::unix_now())?;
+    Ok(Json(
+        live.into_iter()
+            .map(|t| {
+                serde_json::json!({
+                    "role": t.role.to_string(), "uses_left": t.uses_left, "expires_at": t.expires_at,
+                    "group": t.group, "room": t.room,
+                })
+            })
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
 }

@@ -139,6 +139,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(300 * 1024 * 1024)),
         )
         .route("/packages/{name}", get(deploy::package_file))
+        .route(
+            "/api/tokens",
+            get(deploy::tokens_list).post(deploy::token_create),
+        )
         .route("/api/users", get(api::users_list).post(api::user_create))
         .route(
             "/api/users/{id}",
@@ -164,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/{id}/sessions", get(pages::sessions))
         .route("/sessions/{id}", get(pages::player))
         .route("/jobs/{id}", get(pages::job))
+        .route("/tokens", get(pages::tokens))
         .route("/groups", get(pages::groups))
         .route("/groups/{id}", get(pages::group))
         .route("/rooms", get(pages::rooms))

@@ -584,3 +584,14 @@ pub async fn job(
         },
     ))
 }
+
+/// Join tokens and the one-line install for hosts without SSH access.
+pub async fn tokens(State(st): State<AppState>, c: PageCaller) -> Result<Response, PageRejection> {
+    c.may(Act::ManageUsers)?;
+    Ok(render(
+        &st,
+        StatusCode::OK,
+        "tokens.html",
+        chrome(&c, "tokens"),
+    ))
+}
