@@ -297,6 +297,28 @@ async fn deploy_report_redeploy_and_remove_leave_nothing_behind() {
         "{bad:#}"
     );
 
+    // An agent installed by hand (here: a binary where the .deb puts it)
+    // is not installed a second time.
+    let deb_bin = small
+        .parent()
+        .unwrap()
+        .join("install/usr/bin/agent-monitor");
+    ctl.stop().await;
+    let ctl = start_controller(&s).await;
+    let base = format!("http://{}", ctl.http_addr);
+    std::fs::create_dir_all(deb_bin.parent().unwrap()).unwrap();
+    std::fs::write(&deb_bin, b"#!/bin/sh\n").unwrap();
+    let bad = run_job(&base, &token, id, "deploy").await;
+    std::fs::remove_file(&deb_bin).unwrap();
+    assert_eq!(bad["steps"][1]["state"], "failed", "{bad:#}");
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("already installed on this server outside the controller"),
+        "{bad:#}"
+    );
+
     // An unreachable host.
     let (_, down) = api(
         &base,

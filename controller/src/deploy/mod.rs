@@ -347,6 +347,24 @@ impl Deployer {
                 }
                 let all = packages::scan(&self.packages_dir).map_err(|e| e.to_string())?;
                 let pkg = packages::pick(&all, role, machine)?.clone();
+                // An agent installed some other way (the .deb, or copied by
+                // hand) would end up running twice: refuse and say where.
+                let root = self.root();
+                let probe = format!(
+                    "for f in {deb} {bin}; do [ -e \"$f\" ] && echo \"$f\"; done; [ -e {manifest} ] && echo ours; true",
+                    deb = sh_quote(&format!("{root}/usr/bin/agent-{role}")),
+                    bin = sh_quote(&format!("{root}/usr/local/bin/agent-{role}")),
+                    manifest = sh_quote(&format!("{root}/var/lib/myplatform/agent-{role}.manifest")),
+                );
+                let found = Self::run(&conn, &probe).await?;
+                let ours = found.lines().any(|l| l == "ours");
+                if let Some(other) = found.lines().find(|l| *l != "ours")
+                    && (!ours || other.ends_with(&format!("/usr/bin/agent-{role}")))
+                {
+                    return Err(format!(
+                        "agent-{role} is already installed on this server outside the controller ({other}); remove it (dpkg -r myplatform-agent-{role}, or its uninstall script) or leave it: it can be linked to this server as it is"
+                    ));
+                }
                 Ok((pkg.clone(), format!("Linux {machine}: {}", pkg.file_name)))
             })
             .await?;
