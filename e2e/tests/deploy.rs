@@ -166,6 +166,37 @@ async fn deploy_report_redeploy_and_remove_leave_nothing_behind() {
     assert_eq!(st, 201, "{srv}");
     let id = srv["id"].as_i64().unwrap();
 
+    // What a deploy interrupted half way leaves: a half-uploaded package, a
+    // half-unpacked directory, a config without its token, a stale pid file.
+    // The deploy below must end in one working installation anyway.
+    let leftovers = [
+        (
+            "var/tmp/myplatform-deploy/agent-monitor-0.1.0-linux-amd64.tar.gz",
+            &b"\x1f\x8b half"[..],
+        ),
+        (
+            "var/tmp/myplatform-deploy/agent-monitor/install.sh",
+            &b"exit 1"[..],
+        ),
+        (
+            "etc/myplatform/agent-monitor.toml",
+            &b"controller = \"127.0.0.1:1\"\n"[..],
+        ),
+        ("var/lib/myplatform/agent-monitor.pid", &b"999999"[..]),
+    ];
+    for (path, content) in leftovers {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:", sshd.user))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
     // Deploy: every step done, the agent connected and reporting.
     let job = run_job(&base, &token, id, "deploy").await;
     assert_eq!(job["ok"], true, "{job:#}");
