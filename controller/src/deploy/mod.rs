@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Inventory, Server};
 use crate::shell::transfer::{self, FileName, RemotePath};
-use crate::ssh::{self, Connection, Credential, HostKeyCheck, Target};
+use crate::ssh::{self, Connection, Credential};
 
 /// `[deploy]` in the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,16 +272,7 @@ impl Deployer {
         server: &Server,
         cred: &Credential,
     ) -> StepResult<(Connection, String)> {
-        let target = Target {
-            address: server.address.clone(),
-            port: server.ssh_port,
-            user: server.ssh_user.clone(),
-        };
-        let check = match &server.host_key {
-            Some(k) => HostKeyCheck::Expect(k.clone()),
-            None => HostKeyCheck::TrustOnFirstUse,
-        };
-        let conn = ssh::connect(&target, cred, check, self.connect_timeout)
+        let conn = ssh::connect_server(server, cred, self.connect_timeout)
             .await
             .map_err(|e| e.to_string())?;
         if server.host_key.is_none() {

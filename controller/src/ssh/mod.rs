@@ -599,13 +599,14 @@ impl Connection {
     }
 }
 
-/// Probes an inventory server once: logs in with its stored credential,
-/// checking the host key it trusted before (or trusting the first one),
-/// and reads its facts. Returns the facts and the host key to keep.
-pub async fn probe_server(
+/// Connects to an inventory server as its record says: its address, port
+/// and user, checking the host key it trusted before or, when it has none
+/// yet, trusting the first one (the caller stores [`Connection::host_key`]).
+pub async fn connect_server(
     server: &crate::inventory::Server,
     cred: &Credential,
-) -> Result<(ProbedFacts, String), SshError> {
+    timeout: Duration,
+) -> Result<Connection, SshError> {
     let target = Target {
         address: server.address.clone(),
         port: server.ssh_port,
@@ -615,7 +616,16 @@ pub async fn probe_server(
         Some(k) => HostKeyCheck::Expect(k.clone()),
         None => HostKeyCheck::TrustOnFirstUse,
     };
-    let conn = connect(&target, cred, check, DEFAULT_CONNECT_TIMEOUT).await?;
+    connect(&target, cred, check, timeout).await
+}
+
+/// Probes an inventory server once: logs in with its stored credential and
+/// reads its facts. Returns the facts and the host key to keep.
+pub async fn probe_server(
+    server: &crate::inventory::Server,
+    cred: &Credential,
+) -> Result<(ProbedFacts, String), SshError> {
+    let conn = connect_server(server, cred, DEFAULT_CONNECT_TIMEOUT).await?;
     let facts = probe(&conn).await;
     let key = conn.host_key();
     conn.disconnect().await;

@@ -21,7 +21,7 @@ use super::error::ApiError;
 use crate::auth::Act;
 use crate::inventory::Server;
 use crate::shell::transfer::{self, FileName, RemotePath, TransferError};
-use crate::ssh::{self, Connection, HostKeyCheck, Target};
+use crate::ssh::{self, Connection};
 
 fn refusal(e: ApiError) -> Response {
     e.into_response()
@@ -73,19 +73,9 @@ async fn connect(st: &AppState, server: &Server) -> Result<Connection, ApiError>
                 server.name
             ))
         })?;
-    let target = Target {
-        address: server.address.clone(),
-        port: server.ssh_port,
-        user: server.ssh_user.clone(),
-    };
-    let check = match &server.host_key {
-        Some(k) => HostKeyCheck::Expect(k.clone()),
-        None => HostKeyCheck::TrustOnFirstUse,
-    };
-    let conn = ssh::connect(
-        &target,
+    let conn = ssh::connect_server(
+        server,
         &cred,
-        check,
         Duration::from_secs(st.shell.connect_timeout_secs),
     )
     .await

@@ -33,7 +33,7 @@ use crate::inventory::{Server, SessionEnd};
 use crate::shell::recording::Recorder;
 use crate::shell::session::{self, FromClient, SessionConfig, ToClient};
 use crate::shell::terminal;
-use crate::ssh::{self, HostKeyCheck, Target};
+use crate::ssh;
 
 const PING_EVERY: Duration = Duration::from_secs(5);
 const PONG_TIMEOUT: Duration = Duration::from_secs(20);
@@ -142,17 +142,8 @@ async fn run_socket(
     cols: u16,
     rows: u16,
 ) {
-    let target = Target {
-        address: server.address.clone(),
-        port: server.ssh_port,
-        user: server.ssh_user.clone(),
-    };
-    let check = match &server.host_key {
-        Some(k) => HostKeyCheck::Expect(k.clone()),
-        None => HostKeyCheck::TrustOnFirstUse,
-    };
     let timeout = Duration::from_secs(st.shell.connect_timeout_secs);
-    let conn = match ssh::connect(&target, &cred, check, timeout).await {
+    let conn = match ssh::connect_server(&server, &cred, timeout).await {
         Ok(c) => c,
         Err(e) => {
             info!(server = %server.name, %user, error = %e, "shell: cannot connect");
