@@ -237,24 +237,7 @@ impl Inventory {
 
     /// Deletes a group with no servers (its memberships go with it).
     pub fn delete_group(&self, id: i64) -> Result<()> {
-        self.change(|c| {
-            let (name, servers): (String, i64) = c
-                .query_row(
-                    "SELECT name, (SELECT COUNT(*) FROM servers WHERE group_id = ?1)
-                     FROM groups WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?
-                .ok_or(Error::NotFound("group"))?;
-            if servers > 0 {
-                return Err(Error::InUse(format!(
-                    "group {name:?} still has {servers} server(s); move or delete them first"
-                )));
-            }
-            c.execute("DELETE FROM groups WHERE id = ?1", [id])?;
-            Ok(())
-        })
+        self.change(|c| delete_without_servers(c, Holder::Group, id))
     }
 
     // ---- rooms --------------------------------------------------------
@@ -327,24 +310,7 @@ impl Inventory {
     }
 
     pub fn delete_room(&self, id: i64) -> Result<()> {
-        self.change(|c| {
-            let (name, servers): (String, i64) = c
-                .query_row(
-                    "SELECT name, (SELECT COUNT(*) FROM servers WHERE room_id = ?1)
-                     FROM rooms WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?
-                .ok_or(Error::NotFound("room"))?;
-            if servers > 0 {
-                return Err(Error::InUse(format!(
-                    "room {name:?} still has {servers} server(s); move or delete them first"
-                )));
-            }
-            c.execute("DELETE FROM rooms WHERE id = ?1", [id])?;
-            Ok(())
-        })
+        self.change(|c| delete_without_servers(c, Holder::Room, id))
     }
 
     // ---- servers ------------------------------------------------------
@@ -600,6 +566,40 @@ impl Inventory {
             Ok(linked)
         })
     }
+}
+
+/// What servers belong to: a group or a room. Deleting one that still
+/// holds servers is refused with the reason.
+#[derive(Clone, Copy)]
+enum Holder {
+    Group,
+    Room,
+}
+
+fn delete_without_servers(c: &Connection, holder: Holder, id: i64) -> Result<()> {
+    // Table and column names come from this enum, never from input.
+    let (noun, table, column) = match holder {
+        Holder::Group => ("group", "groups", "group_id"),
+        Holder::Room => ("room", "rooms", "room_id"),
+    };
+    let (name, servers): (String, i64) = c
+        .query_row(
+            &format!(
+                "SELECT name, (SELECT COUNT(*) FROM servers WHERE {column} = ?1)
+                 FROM {table} WHERE id = ?1"
+            ),
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or(Error::NotFound(noun))?;
+    if servers > 0 {
+        return Err(Error::InUse(format!(
+            "{noun} {name:?} still has {servers} server(s); move or delete them first"
+        )));
+    }
+    c.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
+    Ok(())
 }
 
 /// `10.0.0.5/24` -> `10.0.0.5` (agents report interface addresses with
