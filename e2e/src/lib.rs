@@ -281,6 +281,26 @@ pub async fn get_json(url: &str, token: &str) -> Option<serde_json::Value> {
     resp.json().await.ok()
 }
 
+/// A JSON API call as the holder of `token`: the status and the body
+/// (`Null` when it is not JSON).
+pub async fn api(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut rb = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.expect("the controller answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// Processes whose command line mentions `needle` (to prove none is left).
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     let mut found = Vec::new();

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use e2e::api;
 use e2e::inproc::{settings, start_controller};
 use e2e::sshd::SshServer;
 use serde_json::{Value, json};
@@ -43,24 +44,6 @@ fn package(out: &Path) -> PathBuf {
                 && p.to_string_lossy().contains("agent-monitor-")
         })
         .expect("an agent-monitor tarball in the dist output")
-}
-
-async fn api(
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut rb = reqwest::Client::new()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Starts a deploy or removal and waits for it to finish; returns the job.

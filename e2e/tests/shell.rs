@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use controller::Controller;
 use controller::inventory::model::parse_user_name;
+use e2e::api;
 use e2e::inproc::{settings, start_controller};
 use e2e::sshd::SshServer;
 use futures_util::{SinkExt, StreamExt};
@@ -28,24 +29,6 @@ struct Setup {
     group: i64,
     room: i64,
     _dir: tempfile::TempDir,
-}
-
-async fn api(
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut rb = reqwest::Client::new()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn setup(sshd: &SshServer, idle_secs: u64) -> Setup {
