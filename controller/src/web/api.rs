@@ -50,18 +50,10 @@ pub async fn not_found() -> ApiError {
 
 // ---- session ------------------------------------------------------------
 
-pub async fn session_get(
-    caller: ApiCaller,
-    headers: HeaderMap,
-    State(st): State<AppState>,
-) -> Response {
-    // The CSRF token is the session's; an API-token caller has none.
-    let csrf = cookie(&headers, SESSION_COOKIE)
-        .and_then(|t| st.auth.session(&t).ok())
-        .map(|v| v.csrf);
+pub async fn session_get(caller: ApiCaller) -> Response {
     Json(serde_json::json!({
         "user": { "id": caller.subject.id, "name": caller.subject.name, "admin": caller.subject.admin },
-        "csrf": csrf,
+        "csrf": caller.csrf,
     }))
     .into_response()
 }

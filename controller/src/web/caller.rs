@@ -53,6 +53,8 @@ fn is_safe(m: &Method) -> bool {
 #[derive(Debug, Clone)]
 pub struct ApiCaller {
     pub subject: Subject,
+    /// The session's CSRF token; none for an API-token caller.
+    pub csrf: Option<String>,
 }
 
 impl ApiCaller {
@@ -79,7 +81,10 @@ impl FromRequestParts<AppState> for ApiCaller {
                 SessionError::Inventory(e) => ApiError::from(e),
                 _ => ApiError::Unauthenticated("unknown or revoked API token".into()),
             })?;
-            return Ok(ApiCaller { subject });
+            return Ok(ApiCaller {
+                subject,
+                csrf: None,
+            });
         }
         let token = cookie(&parts.headers, SESSION_COOKIE)
             .ok_or_else(|| ApiError::Unauthenticated("not logged in".into()))?;
@@ -96,6 +101,7 @@ impl FromRequestParts<AppState> for ApiCaller {
         }
         Ok(ApiCaller {
             subject: view.subject,
+            csrf: Some(view.csrf),
         })
     }
 }
