@@ -5,7 +5,7 @@
 //! enroll and report, deploys again (idempotent), then removes it: no
 //! installed file remains and the certificate is revoked. And the
 //! refusals: wrong password, a package for another architecture, no free
-//! disk, an unreachable host.
+//! disk, an unreachable host, a join token that expires during the deploy.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -346,6 +346,75 @@ async fn deploy_report_redeploy_and_remove_leave_nothing_behind() {
     let bad = run_job(&base, &token, down["id"].as_i64().unwrap(), "deploy").await;
     assert_eq!(bad["steps"][0]["state"], "failed", "{bad:#}");
     ctl.stop().await;
+
+    // A join token that expires during the deploy (a slow host: install.sh
+    // takes longer than the token lives): the deploy fails at once with the
+    // reason instead of waiting out connect_wait_secs; Stop cleans up, and
+    // a deploy with a normal token lifetime ends in one working install.
+    let slow = slow_package(&pkgs.join(&name), &dir.path().join("slow"));
+    std::fs::copy(&slow, pkgs.join(&name)).unwrap();
+    let mut s3 = s.clone();
+    s3.deploy.token_ttl_secs = 1;
+    let ctl = start_controller(&s3).await;
+    let base = format!("http://{}", ctl.http_addr);
+    let bad = run_job(&base, &token, id, "deploy").await;
+    assert_eq!(bad["steps"][6]["state"], "failed", "{bad:#}");
+    let error = bad["error"].as_str().unwrap();
+    assert!(
+        error.contains("refused the agent's enrollment") && error.contains("expired"),
+        "{bad:#}"
+    );
+    std::fs::copy(&tarball, pkgs.join(&name)).unwrap();
+    let gone = run_job(&base, &token, id, "undeploy").await;
+    assert_eq!(gone["ok"], true, "{gone:#}");
+    assert!(files_under(&root).is_empty(), "{:?}", files_under(&root));
+    ctl.stop().await;
+    let ctl = start_controller(&s).await;
+    let base = format!("http://{}", ctl.http_addr);
+    let good = run_job(&base, &token, id, "deploy").await;
+    assert_eq!(good["ok"], true, "{good:#}");
+    let gone = run_job(&base, &token, id, "undeploy").await;
+    assert_eq!(gone["ok"], true, "{gone:#}");
+    e2e::wait_for("the agent process gone", WAIT, || async {
+        e2e::processes_mentioning(root.to_str().unwrap())
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    ctl.stop().await;
+}
+
+/// `tarball` repacked with an install.sh that first sleeps 3 s: a host
+/// slow enough for a short-lived token to expire before the agent enrolls.
+fn slow_package(tarball: &Path, work: &Path) -> PathBuf {
+    let tree = work.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let ok = Command::new("tar")
+        .arg("-xzf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(&tree)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "unpacking {}", tarball.display());
+    let top = std::fs::read_dir(&tree).unwrap().next().unwrap().unwrap();
+    let install = top.path().join("install.sh");
+    let script = std::fs::read_to_string(&install).unwrap();
+    let (shebang, rest) = script.split_once('\n').unwrap();
+    std::fs::write(&install, format!("{shebang}\nsleep 3\n{rest}")).unwrap();
+    let out = work.join(tarball.file_name().unwrap());
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&tree)
+        .arg(top.file_name())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "repacking");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

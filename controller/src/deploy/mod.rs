@@ -41,6 +41,10 @@ pub struct DeploySettings {
     pub root: String,
     /// How long a deploy waits for the new agent to connect.
     pub connect_wait_secs: u64,
+    /// How long the single-use join token a deploy hands to the new agent
+    /// stays valid; a token leaked from a half-done deploy is worth little
+    /// after that.
+    pub token_ttl_secs: u64,
 }
 
 impl Default for DeploySettings {
@@ -48,6 +52,7 @@ impl Default for DeploySettings {
         DeploySettings {
             root: "/".into(),
             connect_wait_secs: 60,
+            token_ttl_secs: 600,
         }
     }
 }
@@ -413,13 +418,13 @@ impl Deployer {
             Ok(((), listing.replace('\n', " ")))
         })
         .await?;
-        // A fresh single-use token per deploy; it expires soon, so one that
-        // leaks from a half-done deploy is worth little.
+        // A fresh single-use token per deploy: a redeploy after any failure
+        // brings a new one.
         let token = crate::gateway::create_token(
             &self.inventory,
             role,
             1,
-            Duration::from_secs(self.settings.connect_wait_secs.max(60) + 600),
+            Duration::from_secs(self.settings.token_ttl_secs.max(1)),
             Some(server.group.clone()),
             Some(server.room.clone()),
         )
@@ -458,6 +463,11 @@ impl Deployer {
                     }
                     if let Some(id) = self.reconnected(server.id, role, installed_at) {
                         return Ok((id.clone(), format!("{id} reconnected")));
+                    }
+                    if let Some(reason) = self.registry.refusal(&token_hash.0) {
+                        return Err(format!(
+                            "the controller refused the agent's enrollment: {reason}. Deploy again: every deploy brings a fresh token"
+                        ));
                     }
                     if Instant::now() >= deadline {
                         return Err(format!(

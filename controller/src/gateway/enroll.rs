@@ -72,7 +72,12 @@ pub(super) async fn handle(shared: Arc<Shared>, conn: Connection) {
                 let _ = tokio::time::timeout(FIRST_FRAME_TIMEOUT, conn.closed()).await;
             }
         }
-        Err(reason) => refuse(&conn, Some(&mut send), close::REJECTED, &reason).await,
+        Err(reason) => {
+            if let Ok(t) = JoinToken::parse(&token) {
+                shared.registry.note_refusal(&t.hash().0, &reason);
+            }
+            refuse(&conn, Some(&mut send), close::REJECTED, &reason).await
+        }
     }
 }
 

@@ -42,7 +42,15 @@ struct Entry {
 pub struct Registry {
     entries: Mutex<HashMap<AgentId, Entry>>,
     next_session: AtomicU64,
+    /// Why the last enrollments with a known token were refused, by token
+    /// hash: a deploy waiting for its agent says "token expired" at once
+    /// instead of timing out.
+    refusals: Mutex<HashMap<String, String>>,
 }
+
+/// Refusals remembered; older ones are dropped (the hash map is cleared
+/// past this, which only costs a waiting deploy its early answer).
+const MAX_REFUSALS: usize = 1024;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,6 +67,24 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 }
 
 impl Registry {
+    /// Remembers why an enrollment with the token of this hash was refused.
+    pub fn note_refusal(&self, token_hash: &str, reason: &str) {
+        let mut r = self.refusals.lock().expect("refusals");
+        if r.len() >= MAX_REFUSALS {
+            r.clear();
+        }
+        r.insert(token_hash.to_string(), reason.to_string());
+    }
+
+    /// Why the last enrollment with this token was refused, if it was.
+    pub fn refusal(&self, token_hash: &str) -> Option<String> {
+        self.refusals
+            .lock()
+            .expect("refusals")
+            .get(token_hash)
+            .cloned()
+    }
+
     /// Registers a connection; returns its session number, used to
     /// unregister exactly this connection later.
     pub fn insert(
