@@ -136,6 +136,20 @@ main(async () => {
     await expectText(page.locator('#members'), 'alice');
   });
 
+  await step('admin registers an agent package on the install page', async () => {
+    await page.goto(`${URL}/tokens`);
+    await expectText(page.locator('#package-none'), 'No package is registered');
+    // A file that is not named like a package: refused, with the reason.
+    await page.setInputFiles('#package-file', { name: 'agent.zip', mimeType: 'application/zip', buffer: Buffer.from('PK') });
+    await page.click('#package-upload');
+    await expectText(page.locator('#package-form .error'), 'is not an agent package name');
+    const gz = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    await page.setInputFiles('#package-file', { name: 'agent-monitor-9.9.9-linux-arm64.tar.gz', mimeType: 'application/gzip', buffer: gz });
+    await Promise.all([page.waitForEvent('load'), page.click('#package-upload')]);
+    await expectText(page.locator('#package-list'), 'agent-monitor-9.9.9-linux-arm64.tar.gz');
+    await expectText(page.locator('#package-list'), 'arm64');
+  });
+
   await step('admin logs out', () => logout(page));
 
   await step('the user sees only the shop group\'s servers', async () => {

@@ -588,10 +588,22 @@ pub async fn job(
 /// Join tokens and the one-line install for hosts without SSH access.
 pub async fn tokens(State(st): State<AppState>, c: PageCaller) -> Result<Response, PageRejection> {
     c.may(Act::ManageUsers)?;
+    // An unreadable folder lists nothing; the upload then says why.
+    let packages = crate::deploy::packages::scan(&st.deployer.packages_dir).unwrap_or_default();
     Ok(render(
         &st,
         StatusCode::OK,
         "tokens.html",
-        chrome(&c, "tokens"),
+        TokensPage {
+            chrome: chrome(&c, "tokens"),
+            packages,
+        },
     ))
+}
+
+#[derive(Serialize)]
+struct TokensPage<'a> {
+    #[serde(flatten)]
+    chrome: Chrome<'a>,
+    packages: Vec<crate::deploy::packages::AgentPackage>,
 }

@@ -1,6 +1,34 @@
-// Creates a join token and shows the one-line installs that use it.
+// Creates a join token and shows the one-line installs that use it;
+// uploads agent packages.
 'use strict';
 (() => {
+  const pkgForm = document.getElementById('package-form');
+  if (pkgForm) {
+    pkgForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const err = pkgForm.querySelector('.error');
+      const progress = document.getElementById('package-progress');
+      err.hidden = true;
+      const data = new FormData();
+      for (const f of document.getElementById('package-file').files) data.append('file', f, f.name);
+      progress.textContent = 'uploading…';
+      const r = await fetch(`${document.querySelector('meta[name="prefix"]').content}/api/packages`, {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'X-CSRF-Token': document.querySelector('meta[name="csrf-token"]').content },
+        body: data,
+      });
+      const v = await r.json().catch(() => ({}));
+      progress.textContent = '';
+      if (!r.ok) {
+        err.textContent = v.error || `upload failed (${r.status})`;
+        err.hidden = false;
+        return;
+      }
+      location.reload();
+    });
+  }
+
   const form = document.getElementById('token-form');
   if (!form) return;
   const PREFIX = document.querySelector('meta[name="prefix"]').content;
