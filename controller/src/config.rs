@@ -24,6 +24,7 @@ pub struct Settings {
     pub alerts: crate::alerts::AlertSettings,
     pub shell: crate::shell::ShellSettings,
     pub deploy: crate::deploy::DeploySettings,
+    pub loadtest: crate::loadtest::LoadTestSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +101,7 @@ impl Default for Settings {
             alerts: crate::alerts::AlertSettings::default(),
             shell: crate::shell::ShellSettings::default(),
             deploy: crate::deploy::DeploySettings::default(),
+            loadtest: crate::loadtest::LoadTestSettings::default(),
         }
     }
 }

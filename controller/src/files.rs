@@ -98,6 +98,16 @@ impl FileStore {
         }
     }
 
+    /// Copies `from` to `to` inside the store (server-side where the
+    /// backend can).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), FileError> {
+        match self.store.copy(&Key::from(from), &Key::from(to)).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Err(FileError::NotFound(from.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), FileError> {
         match self.store.delete(&Key::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

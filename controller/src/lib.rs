@@ -14,6 +14,8 @@
 //! - [`gateway`]: QUIC endpoint, enrollment, agent sessions, live registry.
 //! - [`web`]: pages, JSON API, static assets; the only module that knows
 //!   HTTP.
+//! - [`loadtest`]: load-test plans and uploaded JMeter zips, their data
+//!   files and limits.
 //! - [`alerts`]: alert rules and the mail that tells people.
 //! - [`demo`]: the one-command local demo (controller + two local agents).
 
@@ -25,6 +27,7 @@ pub mod deploy;
 pub mod files;
 pub mod gateway;
 pub mod inventory;
+pub mod loadtest;
 pub mod metrics;
 pub mod shell;
 pub mod ssh;

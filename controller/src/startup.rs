@@ -202,6 +202,11 @@ impl Controller {
         let shell_spool = settings.data_dir.join(RECORDING_SPOOL_DIR);
         std::fs::create_dir_all(&shell_spool)
             .with_context(|| format!("creating {}", shell_spool.display()))?;
+        // Spooled uploads of a previous run were never stored: drop them.
+        let upload_spool = web::plans::upload_spool_dir(&settings.data_dir);
+        let _ = std::fs::remove_dir_all(&upload_spool);
+        std::fs::create_dir_all(&upload_spool)
+            .with_context(|| format!("creating {}", upload_spool.display()))?;
         inventory.close_dangling_shell_sessions()?;
         tokio::spawn(store_spooled_recordings(
             inventory.clone(),
@@ -237,6 +242,12 @@ impl Controller {
             shell: Arc::new(settings.shell.clone()),
             shell_spool: shell_spool.clone(),
             files: files.clone(),
+            plans: crate::loadtest::Plans {
+                inventory: inventory.clone(),
+                files: files.clone(),
+                settings: Arc::new(settings.loadtest.clone()),
+            },
+            upload_spool,
         };
         let web_task = tokio::spawn(web::serve(listener, state, tls, shutdown.clone()));
         let sessions_task = tokio::spawn(prune_sessions(auth, shutdown.clone()));

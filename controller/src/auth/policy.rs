@@ -49,6 +49,10 @@ pub enum Act {
     ManageUsers,
     /// See enrolled agents, metric store status and the alert history.
     SeeOperations,
+    /// See, create, edit and delete load-test plans and uploaded JMeter
+    /// zips (every signed-in user: load tests are team work; the audit
+    /// log says who changed what).
+    UseLoadTests,
     /// See a monitored host's metrics; `group` of the server it runs on,
     /// if linked (an unlinked host belongs to no group: admins only).
     SeeHost { group: Option<i64> },
@@ -95,7 +99,7 @@ impl Subject {
             }
             Act::SeeHost { group: Some(g) } if member(g) => Ok(()),
             Act::SeeHost { .. } => Err(Denied::Hidden),
-            Act::SeeRooms => Ok(()),
+            Act::SeeRooms | Act::UseLoadTests => Ok(()),
             Act::EditEstate | Act::ManageUsers | Act::SeeOperations => Err(Denied::Forbidden),
         }
     }

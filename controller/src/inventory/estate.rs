@@ -570,7 +570,7 @@ impl Inventory {
 
 /// What servers belong to: a group or a room. Deleting one that still
 /// holds servers is refused with the reason.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Holder {
     Group,
     Room,
@@ -597,6 +597,17 @@ fn delete_without_servers(c: &Connection, holder: Holder, id: i64) -> Result<()>
         return Err(Error::InUse(format!(
             "{noun} {name:?} still has {servers} server(s); move or delete them first"
         )));
+    }
+    if holder == Holder::Room {
+        let plans: i64 =
+            c.query_row("SELECT COUNT(*) FROM plans WHERE room_id = ?1", [id], |r| {
+                r.get(0)
+            })?;
+        if plans > 0 {
+            return Err(Error::InUse(format!(
+                "room {name:?} is where {plans} load-test plan(s) run; choose another room in them first"
+            )));
+        }
     }
     c.execute(&format!("DELETE FROM {table} WHERE id = ?1"), [id])?;
     Ok(())

@@ -20,10 +20,12 @@ mod estate;
 mod journal;
 pub mod model;
 mod people;
+mod plans;
 
 pub use estate::{CredentialChange, Group, LinkedAgent, Room, Server, ServerInput};
 pub use journal::{AuditEntry, SessionEnd, ShellSessionRecord};
 pub use people::{ApiTokenInfo, Principal, SessionRecord, User};
+pub use plans::{PlanFile, PlanKind, StoredBundle, StoredPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -188,6 +190,35 @@ const MIGRATIONS: &[&str] = &[
         detail       TEXT NOT NULL DEFAULT ''
      );
      CREATE INDEX audit_at ON audit (at);",
+    // 7: load-test plans (one JSON document per plan, see plans.rs) and the
+    // data files they use. room_id mirrors the document's room so a room in
+    // use cannot be deleted.
+    "CREATE TABLE plans (
+        id             INTEGER PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        kind           TEXT NOT NULL CHECK (kind IN ('editor', 'upload')),
+        revision       INTEGER NOT NULL,
+        doc            TEXT NOT NULL,
+        room_id        INTEGER REFERENCES rooms (id),
+        bundle_key     TEXT,
+        bundle_jmx     TEXT,
+        bundle_sha256  TEXT,
+        bundle_bytes   INTEGER,
+        bundle_files   TEXT NOT NULL DEFAULT '[]',
+        created_by     TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        updated_by     TEXT NOT NULL,
+        updated_at     INTEGER NOT NULL
+     );
+     CREATE TABLE plan_files (
+        plan_id      INTEGER NOT NULL REFERENCES plans (id) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        file_key     TEXT NOT NULL,
+        bytes        INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        uploaded_at  INTEGER NOT NULL,
+        PRIMARY KEY (plan_id, name)
+     );",
 ];
 
 /// A known (enrolled) agent as stored.

@@ -24,6 +24,8 @@ pub enum ApiError {
         field: Option<&'static str>,
         message: String,
     },
+    /// 422 with every field at fault (a plan is checked whole).
+    Problems(loadplan::Problems),
     /// 400, 413, 415 ...: the request body could not be read.
     BadRequest(StatusCode, String),
     Conflict(String),
@@ -74,6 +76,23 @@ impl From<inventory::Error> for ApiError {
     }
 }
 
+impl From<crate::loadtest::PlanError> for ApiError {
+    fn from(e: crate::loadtest::PlanError) -> Self {
+        use crate::loadtest::PlanError;
+        match e {
+            PlanError::Problems(p) => ApiError::Problems(p),
+            PlanError::Inventory(e) => e.into(),
+            PlanError::Files(crate::files::FileError::NotFound(_)) => {
+                ApiError::NotFound("the file is missing from the file store".into())
+            }
+            PlanError::Files(e) => {
+                error!(error = %e, "file store failure");
+                ApiError::Internal("file store unavailable")
+            }
+        }
+    }
+}
+
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         match e {
@@ -116,6 +135,14 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
             ApiError::Invalid { field, message } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, message, field)
+            }
+            ApiError::Problems(p) => {
+                let body = serde_json::json!({
+                    "error": p.to_string(),
+                    "field": p.0.first().map(|p| p.field.as_str()),
+                    "problems": p.0,
+                });
+                return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
             }
             ApiError::BadRequest(status, m) => (status, m, None),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m, None),

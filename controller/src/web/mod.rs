@@ -18,6 +18,7 @@ mod error;
 mod files;
 mod monitoring;
 pub mod pages;
+pub mod plans;
 pub mod serve;
 mod shell;
 
@@ -70,6 +71,9 @@ pub struct AppState {
     /// Where live shell recordings are written before they go to `files`.
     pub shell_spool: std::path::PathBuf,
     pub files: crate::files::FileStore,
+    pub plans: crate::loadtest::Plans,
+    /// Where uploads are spooled before they are checked and stored.
+    pub upload_spool: std::path::PathBuf,
 }
 
 /// Every route. Paths are relative to the configured prefix.
@@ -150,6 +154,20 @@ pub fn router(state: AppState) -> Router {
                 .put(api::user_update)
                 .delete(api::user_delete),
         )
+        .route("/api/plans", get(plans::list).post(plans::create))
+        .route(
+            "/api/plans/{id}",
+            get(plans::get_one).put(plans::save).delete(plans::delete),
+        )
+        .route("/api/plans/{id}/copy", post(plans::copy))
+        .route(
+            "/api/plans/{id}/files",
+            post(plans::file_upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/plans/{id}/files/{name}",
+            get(plans::file_get).delete(plans::file_delete),
+        )
         .route("/api/agents", get(monitoring::agents))
         .route("/api/hosts", get(monitoring::hosts))
         .route("/api/hosts/{id}/series", get(monitoring::host_series))
@@ -169,6 +187,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}", get(pages::player))
         .route("/jobs/{id}", get(pages::job))
         .route("/tokens", get(pages::tokens))
+        .route("/plans", get(plans::list_page))
+        .route("/plans/{id}", get(plans::editor_page))
         .route("/groups", get(pages::groups))
         .route("/groups/{id}", get(pages::group))
         .route("/rooms", get(pages::rooms))

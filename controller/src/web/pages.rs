@@ -30,7 +30,12 @@ pub fn ago(secs: u64) -> String {
     }
 }
 
-fn render<S: Serialize>(st: &AppState, status: StatusCode, name: &str, ctx: S) -> Response {
+pub(super) fn render<S: Serialize>(
+    st: &AppState,
+    status: StatusCode,
+    name: &str,
+    ctx: S,
+) -> Response {
     match st.templates.render(name, ctx) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -42,14 +47,14 @@ fn render<S: Serialize>(st: &AppState, status: StatusCode, name: &str, ctx: S) -
 
 /// The part of every logged-in page's context that the layout uses.
 #[derive(Serialize)]
-struct Chrome<'a> {
+pub(super) struct Chrome<'a> {
     user: &'a str,
     admin: bool,
     csrf: &'a str,
     nav: &'static str,
 }
 
-fn chrome<'a>(c: &'a PageCaller, nav: &'static str) -> Chrome<'a> {
+pub(super) fn chrome<'a>(c: &'a PageCaller, nav: &'static str) -> Chrome<'a> {
     Chrome {
         user: &c.subject.name,
         admin: c.subject.admin,

@@ -1,0 +1,363 @@
+//! Load tests as the controller keeps them: plans built in the editor and
+//! uploaded JMeter zips, with their run settings and data files, checked
+//! against this controller's limits before anything is stored.
+//!
+//! Owns the rules that span the database and the file store (a data file
+//! must exist before a CSV data set uses it, and must match the delimiter
+//! it declares; deleting a plan deletes its files). The plan model,
+//! validation and JMeter files are `loadplan`'s; who may do what is
+//! `auth::policy`'s; HTTP is `web`'s.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+use loadplan::{Problem, Problems, TestPlan};
+use serde::{Deserialize, Serialize};
+
+use crate::files::{FileError, FileStore};
+use crate::inventory::{self, Inventory, PlanFile, PlanKind, StoredPlan};
+
+/// `[loadtest]` in the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadTestSettings {
+    /// Highest target TPS of one plan, all generators together.
+    pub max_tps: f64,
+    /// Highest thread count of one plan, all generators together.
+    pub max_threads: u32,
+    pub max_duration_secs: u32,
+    pub max_generators: u32,
+    /// Largest data file (CSV) a plan may carry, MiB.
+    pub max_data_file_mib: u64,
+    /// Largest uploaded JMeter zip, MiB (compressed; the unpacked size has
+    /// its own ceiling in the zip check).
+    pub max_upload_mib: u64,
+}
+
+impl Default for LoadTestSettings {
+    fn default() -> Self {
+        let l = loadplan::Limits::default();
+        LoadTestSettings {
+            max_tps: l.max_tps,
+            max_threads: l.max_threads,
+            max_duration_secs: l.max_duration_secs,
+            max_generators: l.max_generators,
+            max_data_file_mib: 256,
+            max_upload_mib: 512,
+        }
+    }
+}
+
+impl LoadTestSettings {
+    pub fn limits(&self) -> loadplan::Limits {
+        loadplan::Limits {
+            max_tps: self.max_tps,
+            max_threads: self.max_threads,
+            max_duration_secs: self.max_duration_secs,
+            max_generators: self.max_generators,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The plan or settings are wrong, field by field.
+    #[error(transparent)]
+    Problems(#[from] Problems),
+    #[error(transparent)]
+    Inventory(#[from] inventory::Error),
+    #[error(transparent)]
+    Files(#[from] FileError),
+}
+
+fn problem(field: impl Into<String>, message: impl Into<String>) -> PlanError {
+    PlanError::Problems(Problems(vec![Problem {
+        field: field.into(),
+        message: message.into(),
+    }]))
+}
+
+/// How many load generators a room has: connected ones are free to run
+/// (until tasks exist to make them busy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RoomGenerators {
+    pub installed: u32,
+    pub connected: u32,
+}
+
+/// Plans and their files.
+#[derive(Clone)]
+pub struct Plans {
+    pub inventory: Arc<Inventory>,
+    pub files: FileStore,
+    pub settings: Arc<LoadTestSettings>,
+}
+
+fn now() -> i64 {
+    inventory::unix_now() as i64
+}
+
+impl Plans {
+    /// Checks a plan against the limits, the clock and the data files it
+    /// names (which must be uploaded, and match their data sets).
+    async fn check(&self, id: Option<i64>, plan: &TestPlan) -> Result<(), PlanError> {
+        loadplan::validate::check_plan(plan, &self.settings.limits(), now())?;
+        let files: HashMap<String, PlanFile> = match id {
+            Some(id) => self
+                .inventory
+                .plan_files(id)?
+                .into_iter()
+                .map(|f| (f.name.clone(), f))
+                .collect(),
+            None => HashMap::new(),
+        };
+        let mut problems = Vec::new();
+        for (g, group) in plan.thread_groups.iter().enumerate() {
+            for (d, set) in group.csv_data_sets.iter().enumerate() {
+                let field = format!("thread_groups[{g}].csv_data_sets[{d}].file");
+                let Some(file) = files.get(&set.file) else {
+                    problems.push(Problem {
+                        field,
+                        message: format!("no file {:?} uploaded to this plan", set.file),
+                    });
+                    continue;
+                };
+                let head = self.head(&file.key).await?;
+                if let Err(message) = loadplan::validate::check_csv_file(set, &head) {
+                    problems.push(Problem {
+                        field,
+                        message: format!("{}: {message}", set.file),
+                    });
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Problems(problems).into())
+        }
+    }
+
+    /// The first 64 KiB of a stored file: enough for a CSV's first lines.
+    async fn head(&self, key: &str) -> Result<Vec<u8>, FileError> {
+        let (_, mut stream) = self.files.get(key).await?;
+        let mut head = Vec::new();
+        while head.len() < 64 * 1024 {
+            match stream.try_next().await? {
+                Some(chunk) => head.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        Ok(head)
+    }
+
+    pub async fn create(&self, plan: &TestPlan, user: &str) -> Result<i64, PlanError> {
+        self.check(None, plan).await?;
+        Ok(self
+            .inventory
+            .create_plan(PlanKind::Editor, plan, None, user)?)
+    }
+
+    /// Saves an edited plan over `revision`; returns the new revision.
+    pub async fn save(
+        &self,
+        id: i64,
+        revision: i64,
+        plan: &TestPlan,
+        user: &str,
+    ) -> Result<i64, PlanError> {
+        let stored = self.get(id)?;
+        if stored.kind == PlanKind::Upload && !plan.thread_groups.is_empty() {
+            return Err(problem(
+                "thread_groups",
+                "an uploaded JMeter zip runs its own .jmx: only its run settings can change",
+            ));
+        }
+        self.check(Some(id), plan).await?;
+        Ok(self.inventory.update_plan(id, revision, plan, user)?)
+    }
+
+    pub fn get(&self, id: i64) -> Result<StoredPlan, PlanError> {
+        self.inventory
+            .plan(id)?
+            .ok_or(PlanError::Inventory(inventory::Error::NotFound("plan")))
+    }
+
+    /// A copy of a plan with its data files, named "<name> (copy)" (or
+    /// "(copy 2)", ... when taken).
+    pub async fn copy(&self, id: i64, user: &str) -> Result<i64, PlanError> {
+        let stored = self.get(id)?;
+        let taken: Vec<String> = self
+            .inventory
+            .plans()?
+            .into_iter()
+            .map(|p| p.plan.name.to_lowercase())
+            .collect();
+        let mut plan = stored.plan.clone();
+        plan.name = (1..)
+            .map(|n| match n {
+                1 => format!("{} (copy)", stored.plan.name),
+                n => format!("{} (copy {n})", stored.plan.name),
+            })
+            .find(|name| !taken.contains(&name.to_lowercase()))
+            .expect("an unused name");
+        // A schedule in the past would make the copy unsavable; a copy
+        // starts as manual.
+        plan.run.schedule = loadplan::Schedule::Manual;
+        let bundle = match &stored.bundle {
+            Some(b) => {
+                let key = bundle_key();
+                self.files.copy(&b.key, &key).await?;
+                Some(inventory::StoredBundle { key, ..b.clone() })
+            }
+            None => None,
+        };
+        let new = self
+            .inventory
+            .create_plan(stored.kind, &plan, bundle.as_ref(), user)?;
+        for f in self.inventory.plan_files(id)? {
+            let key = data_key(new);
+            self.files.copy(&f.key, &key).await?;
+            self.inventory.put_plan_file(new, &PlanFile { key, ..f })?;
+        }
+        Ok(new)
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<(), PlanError> {
+        for key in self.inventory.delete_plan(id)? {
+            // The row is gone; a file left behind is only wasted space.
+            if let Err(e) = self.files.delete(&key).await {
+                tracing::warn!(%key, error = %e, "could not delete a deleted plan's file");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores an uploaded data file (already on local disk, `len` bytes,
+    /// `sha256` hex) under `name` for plan `id`, after checking it against
+    /// every CSV data set of the plan that uses that name.
+    pub async fn put_data_file(
+        &self,
+        id: i64,
+        name: &str,
+        path: &Path,
+        len: u64,
+        sha256: &str,
+    ) -> Result<PlanFile, PlanError> {
+        if !loadplan::validate::is_plain_file_name(name) {
+            return Err(problem(
+                "file",
+                format!("{name:?} is not a plain file name"),
+            ));
+        }
+        let stored = self.get(id)?;
+        if stored.kind == PlanKind::Upload {
+            return Err(problem(
+                "file",
+                "an uploaded JMeter zip carries its own files: upload a new zip instead",
+            ));
+        }
+        let head = read_head(path).await?;
+        for group in &stored.plan.thread_groups {
+            for set in group.csv_data_sets.iter().filter(|s| s.file == name) {
+                loadplan::validate::check_csv_file(set, &head)
+                    .map_err(|m| problem("file", format!("{name}: {m}")))?;
+            }
+        }
+        let key = data_key(id);
+        self.files.put_file(&key, path).await?;
+        let file = PlanFile {
+            name: name.to_string(),
+            key,
+            bytes: len,
+            sha256: sha256.to_string(),
+            uploaded_at: inventory::unix_now(),
+        };
+        match self.inventory.put_plan_file(id, &file) {
+            Ok(Some(old)) => {
+                let _ = self.files.delete(&old).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = self.files.delete(&file.key).await;
+                return Err(e.into());
+            }
+        }
+        Ok(file)
+    }
+
+    /// Removes a data file no data set uses.
+    pub async fn delete_data_file(&self, id: i64, name: &str) -> Result<(), PlanError> {
+        let stored = self.get(id)?;
+        let users: Vec<String> = stored
+            .plan
+            .thread_groups
+            .iter()
+            .filter(|g| g.csv_data_sets.iter().any(|s| s.file == name))
+            .map(|g| g.name.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(problem(
+                "file",
+                format!(
+                    "{name} is used by the CSV data set of {}; remove it there first",
+                    users.join(", ")
+                ),
+            ));
+        }
+        let key = self.inventory.delete_plan_file(id, name)?;
+        let _ = self.files.delete(&key).await;
+        Ok(())
+    }
+
+    /// Load generators per room id: installed (enrolled, not revoked) and
+    /// connected now.
+    pub fn generators(&self, registry: &crate::gateway::Registry) -> HashMap<i64, RoomGenerators> {
+        let connected: std::collections::HashSet<String> = registry
+            .snapshot()
+            .into_iter()
+            .map(|a| a.id.to_string())
+            .collect();
+        let mut out: HashMap<i64, RoomGenerators> = HashMap::new();
+        for server in self.inventory.servers(None).unwrap_or_default() {
+            for a in server
+                .agents
+                .iter()
+                .filter(|a| a.role == "jmeter" && !a.revoked)
+            {
+                let e = out.entry(server.room_id).or_default();
+                e.installed += 1;
+                if connected.contains(&a.id) {
+                    e.connected += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A new file-store key for an uploaded zip.
+pub fn bundle_key() -> String {
+    format!("plans/bundles/{}.zip", &crate::auth::new_secret("")[..24])
+}
+
+fn data_key(plan: i64) -> String {
+    format!(
+        "plans/{plan}/data/{}",
+        crate::auth::new_secret("")[..20].to_owned()
+    )
+}
+
+async fn read_head(path: &Path) -> Result<Vec<u8>, FileError> {
+    use tokio::io::AsyncReadExt;
+    let io = |source| FileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let f = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut head = Vec::with_capacity(64 * 1024);
+    f.take(64 * 1024).read_to_end(&mut head).await.map_err(io)?;
+    Ok(head)
+}

@@ -1,0 +1,52 @@
+// The plan list: create a plan and open it in the editor, copy a plan.
+'use strict';
+(() => {
+  const PREFIX = document.querySelector('meta[name="prefix"]').content;
+  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+
+  async function call(method, path, body) {
+    const init = { method, credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf() } };
+    if (body instanceof FormData) init.body = body;
+    else if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const r = await fetch(PREFIX + path, init);
+    const v = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(v.error || `${r.status} ${r.statusText}`);
+    return v;
+  }
+
+  function fail(form, message) {
+    const err = form.querySelector('.error');
+    err.textContent = message;
+    err.hidden = false;
+  }
+
+  const form = document.getElementById('plan-new');
+  form?.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const room = document.getElementById('plan-new-room').value;
+    const body = { name: document.getElementById('plan-new-name').value, run: {} };
+    if (room) body.run.room_id = Number(room);
+    try {
+      const v = await call('POST', '/api/plans', body);
+      location.href = `${PREFIX}/plans/${v.id}`;
+    } catch (e) {
+      fail(form, e.message);
+    }
+  });
+
+  document.addEventListener('click', async (ev) => {
+    const b = ev.target.closest('button[data-plan-copy]');
+    if (!b) return;
+    b.disabled = true;
+    try {
+      const v = await call('POST', `/api/plans/${b.dataset.planCopy}/copy`);
+      location.href = `${PREFIX}/plans/${v.id}`;
+    } catch (e) {
+      alert(e.message);
+      b.disabled = false;
+    }
+  });
+})();
