@@ -169,10 +169,8 @@ impl Inventory {
 
     pub fn plan(&self, id: i64) -> Result<Option<StoredPlan>> {
         self.with(|c| {
-            Ok(
-                c.query_row(&format!("{PLAN_SELECT} WHERE id = ?1"), [id], plan_of)
-                    .optional()?,
-            )
+            c.query_row(&format!("{PLAN_SELECT} WHERE id = ?1"), [id], plan_of)
+                .optional()
         })
     }
 
@@ -181,7 +179,7 @@ impl Inventory {
         self.with(|c| {
             let mut st = c.prepare(&format!("{PLAN_SELECT} ORDER BY name COLLATE NOCASE"))?;
             let rows = st.query_map([], plan_of)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            rows.collect::<rusqlite::Result<_>>()
         })
     }
 
@@ -258,7 +256,7 @@ impl Inventory {
                     uploaded_at: r.get::<_, i64>(4)?.max(0) as u64,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            rows.collect::<rusqlite::Result<_>>()
         })
     }
 
