@@ -5,6 +5,7 @@
 //! Pure data in, data out: no database, no network, no clock of its own.
 //! The controller stores and serves plans; agent-jmeter runs artifacts.
 
+pub mod jmx;
 pub mod model;
 pub mod validate;
 
