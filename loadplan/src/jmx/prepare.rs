@@ -205,7 +205,7 @@ pub fn prepare(jmx: &[u8], settings: &RunSettings, sizing: &Sizing) -> Result<Pr
             note(
                 &path,
                 format!(
-                    "MyPlatform cannot set the threads or duration of a {}: it runs as the file says",
+                    "MyPlatform cannot set the threads or duration of this kind of thread group ({}): it runs as the file says",
                     kind(short_class(group))
                 ),
             );
