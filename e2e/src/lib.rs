@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod influx;
 pub mod inproc;
+pub mod jmeter;
 pub mod smtp;
 pub mod sshd;
 
