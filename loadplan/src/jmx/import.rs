@@ -492,9 +492,9 @@ impl Importer {
             let class = short_class(c);
             let cpath = path_to(&here, c);
             match class {
+                _ if !c.enabled() && is_config(c) => self.left_out(&here, c, "disabled"),
                 "HeaderManager" => {}
                 "ConfigTestElement" if is_http_defaults(c) => {}
-                _ if !c.enabled() && is_config(c) => self.left_out(&here, c, "disabled"),
                 "ConstantThroughputTimer" if c.testname() == THROUGHPUT_TIMER => {
                     if let Some(t) = c.prop_str("throughput") {
                         match throughput_value(&t) {
@@ -668,8 +668,9 @@ impl Importer {
         for &(c, sub) in &pairs {
             let class = short_class(c);
             match class {
-                "HeaderManager" if c.enabled() => {}
-                "ConfigTestElement" if c.enabled() && is_http_defaults(c) => {}
+                _ if !c.enabled() && is_config(c) => self.left_out(&scope.path, c, "disabled"),
+                "HeaderManager" => {}
+                "ConfigTestElement" if is_http_defaults(c) => {}
                 _ if is_http_sampler(c) => {
                     let mut s = self.sampler(c, sub, scope);
                     s.enabled = s.enabled && scope.enabled;
