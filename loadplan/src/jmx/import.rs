@@ -99,6 +99,10 @@ pub fn import(bytes: &[u8]) -> Result<Imported, JmxError> {
     })
 }
 
+/// Why a disabled config element, assertion or extractor is not imported:
+/// the model has no switch for it.
+const DISABLED: &str = "disabled in the file (MyPlatform has no switch for it)";
+
 #[derive(Default)]
 struct Importer {
     notes: Vec<Unsupported>,
@@ -141,7 +145,11 @@ impl Importer {
     fn left_out(&mut self, above: &[String], e: &Element, why: &str) {
         let mut path = above.to_vec();
         path.push(label(e));
-        let disabled = if e.enabled() { "" } else { " (disabled)" };
+        let disabled = if e.enabled() || why == DISABLED {
+            ""
+        } else {
+            " (disabled)"
+        };
         self.note(&path, Outcome::LeftOut, format!("{why}{disabled}"));
     }
 
@@ -210,7 +218,7 @@ impl Importer {
                 continue;
             }
             if !e.enabled() && (is_config(e) || class == "Arguments") {
-                self.left_out(&root_path, e, "disabled");
+                self.left_out(&root_path, e, DISABLED);
                 continue;
             }
             match class {
@@ -492,7 +500,7 @@ impl Importer {
             let class = short_class(c);
             let cpath = path_to(&here, c);
             match class {
-                _ if !c.enabled() && is_config(c) => self.left_out(&here, c, "disabled"),
+                _ if !c.enabled() && is_config(c) => self.left_out(&here, c, DISABLED),
                 "HeaderManager" => {}
                 "ConfigTestElement" if is_http_defaults(c) => {}
                 "ConstantThroughputTimer" if c.testname() == THROUGHPUT_TIMER => {
@@ -668,7 +676,7 @@ impl Importer {
         for &(c, sub) in &pairs {
             let class = short_class(c);
             match class {
-                _ if !c.enabled() && is_config(c) => self.left_out(&scope.path, c, "disabled"),
+                _ if !c.enabled() && is_config(c) => self.left_out(&scope.path, c, DISABLED),
                 "HeaderManager" => {}
                 "ConfigTestElement" if is_http_defaults(c) => {}
                 _ if is_http_sampler(c) => {
@@ -778,7 +786,7 @@ impl Importer {
             let class = short_class(c);
             match class {
                 "HeaderManager" if c.enabled() => {}
-                _ if !c.enabled() => self.left_out(&path, c, "disabled"),
+                _ if !c.enabled() => self.left_out(&path, c, DISABLED),
                 "ResponseAssertion" => {
                     if let Some(a) = self.assertion(&path, c) {
                         if s.assertion.is_some() {

@@ -447,3 +447,60 @@ fn prepare_refuses_a_plan_with_nothing_to_run() {
     let err = prepare(&generate(&off), &plan.run, &Sizing::default()).unwrap_err();
     assert!(matches!(err, JmxError::NotJmx(_)), "{err}");
 }
+
+#[test]
+fn a_header_set_edited_in_jmeter_becomes_its_own_set() {
+    let plan = rich_plan();
+    let jmx = String::from_utf8(generate(&plan)).unwrap();
+    // Someone changed the login sampler's copy of "json" in the GUI.
+    let edited = jmx.replacen(
+        "<stringProp name=\"Header.value\">${__UUID()}</stringProp>",
+        "<stringProp name=\"Header.value\">fixed</stringProp>",
+        2,
+    );
+    let edited = edited.replacen("fixed", "${__UUID()}", 1);
+    let back = import(edited.as_bytes()).unwrap();
+    assert_eq!(back.unsupported, vec![]);
+    let login = &back.plan.thread_groups[0].controllers[0].samplers[0];
+    assert_eq!(login.header_set.as_deref(), Some("json (2)"));
+    let names: Vec<_> = back
+        .plan
+        .header_sets
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["json", "unused", "empty", "json (2)"]);
+    assert_eq!(back.plan.header_sets[3].headers[1].value, "fixed");
+}
+
+#[test]
+fn disabled_config_elements_are_listed_and_crlf_with_a_bom_reads() {
+    let jmx = "\u{feff}<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<jmeterTestPlan version=\"1.2\">\r\n<hashTree>\r\n\
+<TestPlan guiclass=\"TestPlanGui\" testclass=\"TestPlan\" testname=\"P\">\r\n\
+<stringProp name=\"TestPlan.comments\">a\r\nb</stringProp></TestPlan>\r\n<hashTree>\r\n\
+<ThreadGroup guiclass=\"ThreadGroupGui\" testclass=\"ThreadGroup\" testname=\"G\">\r\n\
+<stringProp name=\"ThreadGroup.num_threads\">3</stringProp></ThreadGroup>\r\n<hashTree>\r\n\
+<HeaderManager guiclass=\"HeaderPanel\" testclass=\"HeaderManager\" testname=\"off\" enabled=\"false\"/><hashTree/>\r\n\
+<GenericController guiclass=\"LogicControllerGui\" testclass=\"GenericController\" testname=\"C\"/><hashTree>\r\n\
+<CookieManager guiclass=\"CookiePanel\" testclass=\"CookieManager\" testname=\"jar\" enabled=\"false\"/><hashTree/>\r\n\
+<HTTPSamplerProxy guiclass=\"HttpTestSampleGui\" testclass=\"HTTPSamplerProxy\" testname=\"S\"/><hashTree/>\r\n\
+</hashTree></hashTree></hashTree></hashTree></jmeterTestPlan>\r\n";
+    let i = import(jmx.as_bytes()).unwrap();
+    assert_eq!(i.plan.comment, "a\nb", "XML reads CRLF as LF");
+    assert_eq!(i.plan.run.load, Load::Threads { threads: 3 });
+    let s = &i.plan.thread_groups[0].controllers[0].samplers[0];
+    assert_eq!(s.header_set, None);
+    let left: Vec<String> = i
+        .unsupported
+        .iter()
+        .filter(|u| u.outcome == Outcome::LeftOut)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        left,
+        [
+            "P / G / HTTP Header Manager \"off\": left out: disabled in the file (MyPlatform has no switch for it)",
+            "P / G / C / HTTP Cookie Manager \"jar\": left out: disabled in the file (MyPlatform has no switch for it)",
+        ]
+    );
+}
