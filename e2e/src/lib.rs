@@ -302,6 +302,20 @@ pub async fn api(
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// `curl` with the API token (multipart uploads, which reqwest is built
+/// without here); returns (HTTP status, body).
+pub fn curl(token: &str, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .args(args)
+        .output()
+        .expect("curl (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// Processes whose command line mentions `needle` (to prove none is left).
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     let mut found = Vec::new();

@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use controller::inventory::model::parse_user_name;
@@ -33,18 +32,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// `curl` with the token; returns (HTTP status, body).
-fn curl(token: &str, args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "-w", "\n%{http_code}", "-H"])
-        .arg(format!("Authorization: Bearer {token}"))
-        .args(args)
-        .output()
-        .expect("curl (scripts/test installs it)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
+use e2e::curl;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn files_go_up_and_down_through_the_api() {

@@ -79,6 +79,14 @@ fn problem(field: impl Into<String>, message: impl Into<String>) -> PlanError {
     }]))
 }
 
+/// Something a .jmx import left out or changed, for the user.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportNote {
+    pub path: String,
+    pub outcome: loadplan::jmx::Outcome,
+    pub message: String,
+}
+
 /// How many load generators a room has: connected ones are free to run
 /// (until tasks exist to make them busy).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -158,6 +166,92 @@ impl Plans {
         Ok(self
             .inventory
             .create_plan(PlanKind::Editor, plan, None, user)?)
+    }
+
+    /// Imports a .jmx as a new plan. The plan is checked like any other,
+    /// except that the data files its CSV data sets name are still to be
+    /// uploaded; what the import left out or changed, and what is missing,
+    /// comes back as notes for the user.
+    pub async fn import(
+        &self,
+        jmx: &[u8],
+        file_name: &str,
+        user: &str,
+    ) -> Result<(i64, TestPlan, Vec<ImportNote>), PlanError> {
+        let imported =
+            loadplan::jmx::import(jmx).map_err(|e| problem("file", format!("{file_name}: {e}")))?;
+        let mut plan = imported.plan;
+        let mut notes: Vec<ImportNote> = imported
+            .unsupported
+            .iter()
+            .map(|u| ImportNote {
+                path: u.path.clone(),
+                outcome: u.outcome,
+                message: u.message.clone(),
+            })
+            .collect();
+        let note = |path: &str, message: String| ImportNote {
+            path: path.to_string(),
+            outcome: loadplan::jmx::Outcome::Changed,
+            message,
+        };
+        if plan.name.trim().is_empty() {
+            plan.name = file_name.trim_end_matches(".jmx").to_string();
+        }
+        let taken: Vec<String> = self
+            .inventory
+            .plans()?
+            .into_iter()
+            .map(|p| p.plan.name.to_lowercase())
+            .collect();
+        if taken.contains(&plan.name.to_lowercase()) {
+            let base = plan.name.clone();
+            plan.name = (1..)
+                .map(|n| match n {
+                    1 => format!("{base} (imported)"),
+                    n => format!("{base} (imported {n})"),
+                })
+                .find(|name| !taken.contains(&name.to_lowercase()))
+                .expect("an unused name");
+            notes.push(note(
+                "Test Plan",
+                format!(
+                    "a plan named {base:?} exists: this one is named {:?}",
+                    plan.name
+                ),
+            ));
+        }
+        if let Some(room) = plan.run.room_id
+            && !self.inventory.rooms()?.iter().any(|r| r.id == room)
+        {
+            plan.run.room_id = None;
+            notes.push(note(
+                "Test Plan",
+                "the room the file names does not exist here: choose one".into(),
+            ));
+        }
+        if let loadplan::Schedule::Automatic { steps } = &plan.run.schedule
+            && steps.first().is_some_and(|s| s.at < now())
+        {
+            plan.run.schedule = loadplan::Schedule::Manual;
+            notes.push(note(
+                "Test Plan",
+                "its automatic schedule is in the past: the plan starts as manual".into(),
+            ));
+        }
+        loadplan::validate::check_plan(&plan, &self.settings.limits(), now())?;
+        for g in &plan.thread_groups {
+            for set in &g.csv_data_sets {
+                notes.push(note(
+                    &format!("Test Plan / {} / CSV Data Set", g.name),
+                    format!("upload {} to this plan before running it", set.file),
+                ));
+            }
+        }
+        let id = self
+            .inventory
+            .create_plan(PlanKind::Editor, &plan, None, user)?;
+        Ok((id, plan, notes))
     }
 
     /// Saves an edited plan over `revision`; returns the new revision.

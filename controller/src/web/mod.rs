@@ -159,7 +159,12 @@ pub fn router(state: AppState) -> Router {
             "/api/plans/{id}",
             get(plans::get_one).put(plans::save).delete(plans::delete),
         )
+        .route(
+            "/api/plans/import",
+            post(plans::import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/api/plans/{id}/copy", post(plans::copy))
+        .route("/api/plans/{id}/jmx", get(plans::jmx))
         .route(
             "/api/plans/{id}/files",
             post(plans::file_upload).layer(axum::extract::DefaultBodyLimit::disable()),

@@ -177,6 +177,64 @@ pub async fn copy(
         .into_response())
 }
 
+/// Largest .jmx accepted for import (the parser has its own ceiling too).
+const MAX_JMX: u64 = 16 << 20;
+
+/// Imports an uploaded .jmx as a new plan; answers the plan's id and what
+/// the import left out or changed.
+pub async fn import(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    mut multipart: Multipart,
+) -> ApiResult<Response> {
+    caller.may(Act::UseLoadTests)?;
+    let Some(file) = spool_file(&mut multipart, &st.upload_spool, MAX_JMX).await? else {
+        return Err(ApiError::invalid("file", "no .jmx file in the upload"));
+    };
+    let bytes = tokio::fs::read(&file.path)
+        .await
+        .map_err(|_| ApiError::Internal("cannot read the upload spool"))?;
+    let (id, plan, notes) = st
+        .plans
+        .import(&bytes, &file.name, &caller.subject.name)
+        .await?;
+    audit(
+        &st,
+        &caller,
+        "plan_import",
+        &format!("{} from {} ({} notes)", plan.name, file.name, notes.len()),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "name": plan.name, "notes": notes })),
+    )
+        .into_response())
+}
+
+/// The plan as a .jmx JMeter opens (GUI) or runs (non-GUI) unchanged.
+pub async fn jmx(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    caller.may(Act::UseLoadTests)?;
+    let stored = st.plans.get(id)?;
+    if stored.kind == PlanKind::Upload {
+        return Err(ApiError::NotFound(
+            "an uploaded JMeter zip has its own .jmx: download the zip".into(),
+        ));
+    }
+    let bytes = loadplan::jmx::generate(&stored.plan);
+    let len = bytes.len() as u64;
+    let stream = futures_util::stream::once(async move { Ok(bytes::Bytes::from(bytes)) });
+    Ok(download(
+        Box::pin(stream),
+        len,
+        &format!("{}.jmx", stored.plan.name),
+        "application/xml",
+    ))
+}
+
 /// A multipart file field written to a spool file, with its size and
 /// SHA-256; refused (and removed) as soon as it passes `limit` bytes.
 pub struct Spooled {
