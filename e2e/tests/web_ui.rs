@@ -110,3 +110,83 @@ async fn the_terminal_page_types_into_a_real_shell_and_reads_the_screen() {
     );
     eprintln!("{}", run.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plan_editor_builds_checks_saves_and_imports_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = ControllerCli::new(dir.path().join("data"));
+    cli.add_user("root", "root password 123", true);
+    let token = cli.api_token();
+    let _server = Proc::spawn("controller", cli.cmd(&["serve"]), dir.path());
+    let base = cli.url("");
+    let health = format!("{base}/healthz");
+    wait_for("controller up", Duration::from_secs(30), || async {
+        reqwest::get(&health)
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+    let (st, _) = e2e::api(
+        &base,
+        &token,
+        reqwest::Method::POST,
+        "/api/rooms",
+        Some(serde_json::json!({"name": "lt", "purpose": "load_testing"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let csv = dir.path().join("users.csv");
+    std::fs::write(&csv, "alice,secret\nbob,hunter2\n").unwrap();
+    let jmx = e2e::browser::workspace_root().join("loadplan/tests/data/plugins-and-pacing.jmx");
+    let run = run_script(
+        &script("plans.mjs"),
+        &[
+            ("URL", base.clone()),
+            ("ADMIN_NAME", "root".into()),
+            ("ADMIN_PASSWORD", "root password 123".into()),
+            ("CSV_PATH", csv.display().to_string()),
+            ("JMX_PATH", jmx.display().to_string()),
+        ],
+    );
+    eprintln!("{}", run.stdout);
+    let id = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("PLAN_ID="))
+        .expect("the scenario prints the plan id")
+        .trim()
+        .to_string();
+    // What the pages saved is what the API holds.
+    let (_, got) = e2e::api(
+        &base,
+        &token,
+        reqwest::Method::GET,
+        &format!("/api/plans/{id}"),
+        None,
+    )
+    .await;
+    let plan = &got["plan"];
+    assert_eq!(got["revision"], 4, "{got:#}");
+    assert_eq!(
+        plan["run"]["load"],
+        serde_json::json!({"type": "tps", "tps": 25.0})
+    );
+    assert_eq!(
+        plan["run"]["schedule"]["steps"].as_array().unwrap().len(),
+        2
+    );
+    let groups = plan["thread_groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1]["name"], "buyers (copy)");
+    let sampler = &groups[0]["controllers"][0]["samplers"][0];
+    assert_eq!(sampler["host"], "${host}");
+    assert_eq!(sampler["header_set"], "json");
+    assert_eq!(sampler["body"]["text"], "{\"user\":\"${user}\"}");
+    assert_eq!(sampler["assertion"]["kind"], "contains");
+    assert_eq!(
+        groups[0]["csv_data_sets"][0]["variable_names"],
+        serde_json::json!(["user", "password"])
+    );
+    assert_eq!(got["files"][0]["name"], "users.csv");
+}

@@ -37,6 +37,39 @@
     }
   });
 
+  // Import: what the import left out or changed is shown before moving
+  // on to the editor.
+  const imp = document.getElementById('plan-import');
+  imp?.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const data = new FormData();
+    const f = document.getElementById('plan-import-file').files[0];
+    if (!f) return;
+    data.append('file', f, f.name);
+    try {
+      const v = await call('POST', '/api/plans/import', data);
+      const notes = document.getElementById('plan-import-notes');
+      const open = document.createElement('a');
+      open.href = `${PREFIX}/plans/${v.id}`;
+      open.id = 'plan-import-open';
+      open.className = 'button';
+      open.textContent = `Open ${v.name}`;
+      const list = document.createElement('ul');
+      list.id = 'plan-import-list';
+      for (const n of v.notes) {
+        const li = document.createElement('li');
+        li.textContent = `${n.path}: ${n.outcome === 'left_out' ? 'left out' : 'changed'}: ${n.message}`;
+        list.append(li);
+      }
+      const head = document.createElement('p');
+      head.textContent = v.notes.length ? `Imported as ${v.name}, with these differences from the file:` : `Imported as ${v.name}, nothing left out.`;
+      notes.replaceChildren(head, list, open);
+      notes.hidden = false;
+    } catch (e) {
+      fail(imp, e.message);
+    }
+  });
+
   document.addEventListener('click', async (ev) => {
     const b = ev.target.closest('button[data-plan-copy]');
     if (!b) return;
