@@ -539,6 +539,22 @@ fn extractor(r: &mut Report, at: &str, e: &Extractor) {
             "a JSON path starts with $ (e.g. $.data.token)",
         );
     }
+    // JMeter's JSON extractor splits names, paths and defaults on ';' and
+    // fails when the counts differ.
+    if e.kind == ExtractorKind::JsonPath {
+        for (field, value) in [
+            ("variable", &e.variable),
+            ("expression", &e.expression),
+            ("default", &e.default),
+        ] {
+            if value.contains(';') {
+                r.add(
+                    format!("{at}.{field}"),
+                    "must not contain ';' (JMeter's JSON extractor splits on it)",
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -660,6 +676,12 @@ mod tests {
             variable: "tok en".into(),
             default: String::new(),
         });
+        s.extractors.push(Extractor {
+            kind: ExtractorKind::JsonPath,
+            expression: "$.a;$.b".into(),
+            variable: "ok".into(),
+            default: String::new(),
+        });
         s.content_encoding = "latin1".into();
         let at = "thread_groups[0].controllers[0].samplers[0]";
         let want: Vec<String> = [
@@ -670,6 +692,7 @@ mod tests {
             "assertion.text",
             "extractors[0].variable",
             "extractors[0].expression",
+            "extractors[1].expression",
             "content_encoding",
         ]
         .iter()
