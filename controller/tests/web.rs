@@ -328,6 +328,7 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
                             "address": "10.1.1.1", "ssh_user": "ops"});
     let new_user = json!({"name": "dave", "password": "dave password"});
     let user_update = json!({"admin": false, "disabled": false});
+    let unnamed_plan = json!({"name": ""});
 
     use Method as M;
     // (method, path, body, [anonymous, alice (in group A), bob (not), admin])
@@ -371,6 +372,22 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
         ),
         (M::GET, "/rooms".into(), None, [303, 403, 403, 200]),
         (M::GET, "/users".into(), None, [303, 403, 403, 200]),
+        // load-test plans: every signed-in user
+        (M::GET, "/plans".into(), None, [303, 200, 200, 200]),
+        (M::GET, "/plans/999999".into(), None, [303, 404, 404, 404]),
+        (M::GET, "/api/plans".into(), None, [401, 200, 200, 200]),
+        (
+            M::GET,
+            "/api/plans/999999".into(),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            M::POST,
+            "/api/plans".into(),
+            Some(&unnamed_plan),
+            [401, 422, 422, 422],
+        ),
         (M::GET, "/static/app.js".into(), None, [200, 200, 200, 200]),
         (
             M::GET,
