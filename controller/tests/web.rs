@@ -31,6 +31,7 @@ async fn start(s: &Settings) -> Controller {
 }
 
 fn client() -> reqwest::Client {
+    certs::tls::install_default_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

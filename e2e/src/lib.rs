@@ -267,15 +267,18 @@ where
     }
 }
 
+/// An HTTP client for tests. reqwest has rustls without a bundled crypto
+/// provider (the workspace's is ring): building a client in a process that
+/// has not installed one panics, so this installs it first.
+pub fn http() -> reqwest::Client {
+    certs::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
 /// GET a JSON document as the holder of API token `token`; `None` while
 /// the server is not answering (or answers an error).
 pub async fn get_json(url: &str, token: &str) -> Option<serde_json::Value> {
-    let resp = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .ok()?;
+    let resp = http().get(url).bearer_auth(token).send().await.ok()?;
     if !resp.status().is_success() {
         return None;
     }
@@ -291,7 +294,7 @@ pub async fn api(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let mut rb = reqwest::Client::new()
+    let mut rb = http()
         .request(method, format!("{base}{path}"))
         .bearer_auth(token);
     if let Some(b) = body {

@@ -41,7 +41,7 @@ async fn files_go_up_and_down_through_the_api() {
     let ctl = start_controller(&settings(dir.path(), "127.0.0.1:0".parse().unwrap())).await;
     let token = e2e::inproc::api_token(&ctl);
     let base = format!("http://{}", ctl.http_addr);
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     let post = |path: String, body: Value| {
         http.post(format!("{base}{path}"))
             .bearer_auth(&token)

@@ -297,7 +297,7 @@ async fn rows_round_trip_with_means_escaping_and_rejects() {
 
     // A row InfluxDB rejects (field type conflict) is dropped and counted;
     // the rest of its batch arrives.
-    let conflict = reqwest::Client::new()
+    let conflict = e2e::http()
         .post(format!("{}/write?db=metrics&precision=ms", server.url))
         .body(format!("host,host=legacy typed=1i {T0}"))
         .send()

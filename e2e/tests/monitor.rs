@@ -131,7 +131,7 @@ async fn the_agent_reports_to_a_real_controller() {
         .await
         .unwrap();
     assert_eq!(status["backend"], "embedded");
-    let bad = reqwest::Client::new()
+    let bad = e2e::http()
         .get(format!(
             "{base}/api/hosts/{id}/series?fields=cpu.busy_pct&from=10&to=5"
         ))

@@ -31,7 +31,7 @@ async fn probing_over_ssh_fills_the_server_list_and_pins_the_host_key() {
     let ctl = start_controller(&settings(dir.path(), "127.0.0.1:0".parse().unwrap())).await;
     let token = e2e::inproc::api_token(&ctl);
     let base = format!("http://{}", ctl.http_addr);
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     use reqwest::Method as M;
     let (_, g) = call(
         &http,

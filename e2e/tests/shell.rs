@@ -273,7 +273,7 @@ async fn a_shell_runs_commands_byte_for_byte_resizes_and_is_recorded() {
     .await;
     assert_eq!(sessions["close_reason"], "exit");
     assert!(sessions["bytes_out"].as_u64().unwrap() >= 200_000);
-    let r = reqwest::Client::new()
+    let r = e2e::http()
         .get(format!(
             "{}/api/recordings/{}",
             s.base,

@@ -21,7 +21,9 @@ async fn admin_builds_the_inventory_and_a_user_sees_only_their_group() {
     let base = cli.url("/ops");
     let health = format!("{base}/healthz");
     wait_for("controller up", Duration::from_secs(30), || async {
-        reqwest::get(&health)
+        e2e::http()
+            .get(&health)
+            .send()
             .await
             .ok()
             .filter(|r| r.status().is_success())
@@ -60,13 +62,15 @@ async fn the_terminal_page_types_into_a_real_shell_and_reads_the_screen() {
     let base = cli.url("");
     let health = format!("{base}/healthz");
     wait_for("controller up", Duration::from_secs(30), || async {
-        reqwest::get(&health)
+        e2e::http()
+            .get(&health)
+            .send()
             .await
             .ok()
             .filter(|r| r.status().is_success())
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = e2e::http();
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
             .bearer_auth(&token)

@@ -401,6 +401,7 @@ async fn open_io(kind: Kind, t: &Targets) -> anyhow::Result<Io> {
             // webssh's page: a form POST to `/` makes the SSH connection
             // and answers `{"id", "status", "encoding"}`; the websocket
             // `/ws?id=` then attaches to it (within wssh's --delay, 3 s).
+            certs::tls::install_default_provider();
             let http = reqwest::Client::new();
             let port = t.ssh_port.to_string();
             let form = [

@@ -765,6 +765,8 @@ fn higher_better(emb: f64, inf: f64, more: &str, less: &str) -> String {
 // ---------------------------------------------------------------------------
 
 fn main() -> anyhow::Result<()> {
+    // reqwest (InfluxDB writes here) takes the process's rustls provider.
+    certs::tls::install_default_provider();
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

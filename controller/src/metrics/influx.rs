@@ -612,6 +612,9 @@ impl Http {
             (None, Some(p)) => Auth::Token(p.clone()),
             (None, None) => Auth::None,
         };
+        // reqwest has rustls without a bundled provider (https URLs work
+        // with the workspace's ring): it needs the process default.
+        certs::tls::install_default_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(30))
