@@ -25,6 +25,8 @@ pub struct Settings {
     pub shell: crate::shell::ShellSettings,
     pub deploy: crate::deploy::DeploySettings,
     pub loadtest: crate::loadtest::LoadTestSettings,
+    /// Where recordings, uploaded JMeter zips and task artifacts are kept.
+    pub files: crate::files::FileSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +104,7 @@ impl Default for Settings {
             shell: crate::shell::ShellSettings::default(),
             deploy: crate::deploy::DeploySettings::default(),
             loadtest: crate::loadtest::LoadTestSettings::default(),
+            files: crate::files::FileSettings::default(),
         }
     }
 }
@@ -250,6 +253,9 @@ impl Settings {
         if self.gateway.agent_cert_days == 0 {
             return Err("gateway.agent_cert_days must be at least 1".into());
         }
+        if let crate::files::FileSettings::S3(s3) = &self.files {
+            s3.validate()?;
+        }
         Ok(())
     }
 
@@ -335,5 +341,90 @@ mod tests {
         let e =
             Settings::from_parts("", "f", &env(&[("MYPLATFORM_DATA_DIR__X", "1")])).unwrap_err();
         assert!(e.to_string().contains("data_dir"), "{e}");
+    }
+
+    #[test]
+    fn files_go_to_s3_with_the_secret_from_the_environment_and_never_printed() {
+        use crate::files::FileSettings;
+        let s = Settings::from_parts("", "t", &[]).unwrap();
+        assert_eq!(s.files, FileSettings::Local {});
+        let file = r#"
+[files]
+backend = "s3"
+endpoint = "http://127.0.0.1:9000"
+allow_http = true
+bucket = "myplatform"
+prefix = "prod/ctl-1"
+access_key_id = "AKIAEXAMPLE"
+"#;
+        let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        let s = Settings::from_parts(
+            file,
+            "t",
+            &env(&[("MYPLATFORM_FILES__SECRET_ACCESS_KEY", secret)]),
+        )
+        .unwrap();
+        let FileSettings::S3(s3) = &s.files else {
+            panic!("{:?}", s.files)
+        };
+        assert_eq!(s3.secret_access_key, secret);
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.prefix, "prod/ctl-1");
+        assert!(s3.allow_http);
+        for printed in [format!("{s:?}"), format!("{s:#?}"), format!("{s3:?}")] {
+            assert!(!printed.contains(secret), "{printed}");
+            assert!(printed.contains("<redacted>"), "{printed}");
+        }
+        // The whole section from the environment.
+        let s = Settings::from_parts(
+            "",
+            "t",
+            &env(&[
+                ("MYPLATFORM_FILES__BACKEND", "s3"),
+                ("MYPLATFORM_FILES__BUCKET", "b"),
+                ("MYPLATFORM_FILES__ENDPOINT", "https://minio.example.com"),
+                ("MYPLATFORM_FILES__ACCESS_KEY_ID", "k"),
+                ("MYPLATFORM_FILES__SECRET_ACCESS_KEY", "s"),
+            ]),
+        )
+        .unwrap();
+        assert!(matches!(s.files, FileSettings::S3(ref s3) if s3.bucket == "b"));
+    }
+
+    #[test]
+    fn files_mistakes_are_named() {
+        let s3 = |extra: &str| {
+            format!(
+                "[files]\nbackend = \"s3\"\nbucket = \"b\"\naccess_key_id = \"k\"\n\
+                 secret_access_key = \"s\"\n{extra}"
+            )
+        };
+        let err = |toml: &str| {
+            Settings::from_parts(toml, "f", &[])
+                .unwrap_err()
+                .to_string()
+        };
+        Settings::from_parts(&s3(""), "f", &[]).unwrap();
+        let e = err("[files]\nbackend = \"ftp\"");
+        assert!(
+            e.contains("ftp") && e.contains("local") && e.contains("s3"),
+            "{e}"
+        );
+        let e = err("[files]\nbackend = \"local\"\nbucket = \"b\"");
+        assert!(e.contains("bucket"), "{e}");
+        let e = err(&s3("colour = 1"));
+        assert!(e.contains("colour"), "{e}");
+        let e = err("[files]\nbackend = \"s3\"\nbucket = \"b\"\naccess_key_id = \"k\"");
+        assert!(e.contains("secret_access_key"), "{e}");
+        let e = err(&s3("endpoint = \"http://10.0.0.5:9000\""));
+        assert!(e.contains("files.allow_http = true"), "{e}");
+        let e = err(&s3("endpoint = \"minio:9000\""));
+        assert!(e.contains("files.endpoint"), "{e}");
+        for bad in ["/p", "p/", "a//b", "a/../b"] {
+            let e = err(&s3(&format!("prefix = {bad:?}")));
+            assert!(e.contains("files.prefix"), "{bad}: {e}");
+        }
+        let e = err(&s3("").replace("\"k\"", "\"\""));
+        assert!(e.contains("files.access_key_id"), "{e}");
     }
 }

@@ -148,6 +148,11 @@ impl Controller {
                 .context("opening the metric store")?,
             )),
         };
+        // Before anything listens or runs: an unusable store (S3 down,
+        // wrong key, no bucket) refuses the start with the reason.
+        let files = FileStore::open(&settings.files, &settings.data_dir.join(FILES_DIR))
+            .await
+            .context("opening the file store")?;
         let metrics = Arc::new(
             Metrics::new(inventory.clone(), store.clone())
                 .context("loading metric state")?
@@ -197,8 +202,6 @@ impl Controller {
         let vault = Arc::new(
             Vault::load_or_create(&settings.data_dir).context("loading the credential key")?,
         );
-        let files = FileStore::local(&settings.data_dir.join(FILES_DIR))
-            .context("opening the file store")?;
         let shell_spool = settings.data_dir.join(RECORDING_SPOOL_DIR);
         std::fs::create_dir_all(&shell_spool)
             .with_context(|| format!("creating {}", shell_spool.display()))?;
