@@ -276,7 +276,7 @@ async fn plans_are_edited_checked_exported_imported_copied_and_deleted() {
     assert_eq!(st, 422, "a file in use cannot go: {body}");
 
     // Export as .jmx and import back: the same tree, the file still to upload.
-    let r = reqwest::Client::new()
+    let r = e2e::http()
         .get(format!("{base}/api/plans/{id}/jmx"))
         .bearer_auth(&token)
         .send()
