@@ -780,3 +780,53 @@ fn an_artifact_refuses_what_check_would() {
     );
     write("test.jmx", vec![("data/a.csv", b"x")], &limits).unwrap();
 }
+
+/// The generated JMX names its CSV files where the artifact puts them:
+/// JMeter, started in the unpacked folder, finds them.
+#[test]
+fn generated_csv_paths_match_the_artifact_layout() {
+    use loadplan::{CsvDataSet, TestPlan, ThreadGroup};
+    let plan = TestPlan {
+        name: "csv".into(),
+        thread_groups: vec![ThreadGroup {
+            name: "users".into(),
+            csv_data_sets: vec![CsvDataSet {
+                file: "users.csv".into(),
+                variable_names: vec!["user".into()],
+                delimiter: ",".into(),
+                ..CsvDataSet::default()
+            }],
+            ..ThreadGroup::default()
+        }],
+        ..TestPlan::default()
+    };
+    let jmx = loadplan::jmx::generate(&plan);
+    let text = String::from_utf8(jmx.clone()).unwrap();
+    let named = format!(
+        "<stringProp name=\"filename\">{}</stringProp>",
+        bundle::data_path("users.csv")
+    );
+    assert!(text.contains(&named), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("task.zip");
+    let files = [(
+        bundle::data_path("users.csv"),
+        Cursor::new(b"alice\n".to_vec()),
+    )];
+    bundle::write_artifact(
+        &zip,
+        bundle::ARTIFACT_JMX,
+        &jmx,
+        files,
+        &BundleLimits::default(),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let b = bundle::unpack_file(&zip, &run, &BundleLimits::default()).unwrap();
+    assert_eq!(run.join(&b.jmx), run.join("test.jmx"));
+    assert_eq!(
+        std::fs::read(run.join("data/users.csv")).unwrap(),
+        b"alice\n"
+    );
+}
