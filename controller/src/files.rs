@@ -299,14 +299,23 @@ impl FileStore {
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
-        loop {
-            let n = file.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
+        let copied: Result<(), FileError> = async {
+            loop {
+                let n = file.read(&mut buf).await.map_err(io)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                w.wait_for_capacity(2).await?;
+                w.write(&buf[..n]);
+                total += n as u64;
             }
-            w.wait_for_capacity(2).await?;
-            w.write(&buf[..n]);
-            total += n as u64;
+        }
+        .await;
+        if let Err(e) = copied {
+            // An S3 upload left open keeps its parts (and their cost)
+            // until a lifecycle rule removes them.
+            let _ = w.abort().await;
+            return Err(e);
         }
         w.finish().await?;
         Ok(total)
