@@ -138,15 +138,27 @@ impl MotoServer {
     /// Creates an IAM user with an access key and a policy allowing `s3:*`
     /// (before [`MotoServer::require_auth`]).
     pub fn create_user(&self, name: &str) -> AccessKey {
-        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+        self.create_user_allowed(name, &["s3:*"])
+    }
+
+    /// Creates an IAM user with an access key allowed only `actions`
+    /// (e.g. `s3:GetObject`; none: everything is denied).
+    pub fn create_user_allowed(&self, name: &str, actions: &[&str]) -> AccessKey {
         self.iam(&[("Action", "CreateUser"), ("UserName", name)]);
         let created = self.iam(&[("Action", "CreateAccessKey"), ("UserName", name)]);
-        self.iam(&[
-            ("Action", "PutUserPolicy"),
-            ("UserName", name),
-            ("PolicyName", "s3-all"),
-            ("PolicyDocument", policy),
-        ]);
+        if !actions.is_empty() {
+            let actions: Vec<String> = actions.iter().map(|a| format!("{a:?}")).collect();
+            let policy = format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":[{}],"Resource":"*"}}]}}"#,
+                actions.join(",")
+            );
+            self.iam(&[
+                ("Action", "PutUserPolicy"),
+                ("UserName", name),
+                ("PolicyName", "s3"),
+                ("PolicyDocument", &policy),
+            ]);
+        }
         AccessKey {
             id: xml_text(&created, "AccessKeyId"),
             secret: xml_text(&created, "SecretAccessKey"),

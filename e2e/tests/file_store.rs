@@ -160,6 +160,7 @@ async fn s3_startup_check_names_what_is_wrong() {
     let moto = MotoServer::start();
     moto.create_bucket("present");
     let key = moto.create_user("myplatform");
+    let reader = moto.create_user_allowed("reader", &["s3:GetObject", "s3:ListBucket"]);
     moto.require_auth();
     let endpoint = moto.endpoint.clone();
     let good = s3_settings(&moto, "present", &key);
@@ -193,6 +194,19 @@ async fn s3_startup_check_names_what_is_wrong() {
         format!(
             "S3 bucket \"present\" at {endpoint}: the server does not know the access key \
              (files.access_key_id)"
+        )
+    );
+
+    let read_only = S3Settings {
+        access_key_id: reader.id.clone(),
+        secret_access_key: reader.secret.clone(),
+        ..good.clone()
+    };
+    assert_eq!(
+        refusal(read_only).await,
+        format!(
+            "S3 bucket \"present\" at {endpoint}: access denied: the key may not write and \
+             delete objects in this bucket"
         )
     );
 
