@@ -226,6 +226,7 @@ async fn agents_enroll_connect_heartbeat_and_show_in_the_api() {
     )
     .unwrap();
     let token = controller::auth::create_api_token(&ctl.inventory, admin, "t").unwrap();
+    #[allow(clippy::disallowed_methods)] // Controller::start installed the provider
     let body: serde_json::Value = reqwest::Client::new()
         .get(&url)
         .bearer_auth(&token)
@@ -257,6 +258,7 @@ async fn agents_enroll_connect_heartbeat_and_show_in_the_api() {
     stop(jm).await;
     // Disconnections show, and the agents stay known.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    #[allow(clippy::disallowed_methods)] // Controller::start installed the provider
     let body: serde_json::Value = reqwest::Client::new()
         .get(&url)
         .bearer_auth(&token)

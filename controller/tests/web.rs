@@ -32,6 +32,7 @@ async fn start(s: &Settings) -> Controller {
 
 fn client() -> reqwest::Client {
     certs::tls::install_default_provider();
+    #[allow(clippy::disallowed_methods)] // the provider is installed just above
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -273,6 +273,7 @@ where
 /// has not installed one panics, so this installs it first.
 pub fn http() -> reqwest::Client {
     certs::tls::install_default_provider();
+    #[allow(clippy::disallowed_methods)] // the provider is installed just above
     reqwest::Client::new()
 }
 

@@ -125,7 +125,9 @@ async fn the_plan_editor_builds_checks_saves_and_imports_plans() {
     let base = cli.url("");
     let health = format!("{base}/healthz");
     wait_for("controller up", Duration::from_secs(30), || async {
-        reqwest::get(&health)
+        e2e::http()
+            .get(&health)
+            .send()
             .await
             .ok()
             .filter(|r| r.status().is_success())

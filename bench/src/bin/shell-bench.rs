@@ -402,6 +402,7 @@ async fn open_io(kind: Kind, t: &Targets) -> anyhow::Result<Io> {
             // and answers `{"id", "status", "encoding"}`; the websocket
             // `/ws?id=` then attaches to it (within wssh's --delay, 3 s).
             certs::tls::install_default_provider();
+            #[allow(clippy::disallowed_methods)] // the provider is installed just above
             let http = reqwest::Client::new();
             let port = t.ssh_port.to_string();
             let form = [

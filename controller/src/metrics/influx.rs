@@ -615,6 +615,7 @@ impl Http {
         // reqwest has rustls without a bundled provider (https URLs work
         // with the workspace's ring): it needs the process default.
         certs::tls::install_default_provider();
+        #[allow(clippy::disallowed_methods)] // the provider is installed just above
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(30))
