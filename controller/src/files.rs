@@ -339,6 +339,26 @@ impl FileStore {
         }
     }
 
+    /// Writes the contents of `key` to the local file `path` (created or
+    /// truncated), streamed; returns its size.
+    pub async fn get_to_file(&self, key: &str, path: &Path) -> Result<u64, FileError> {
+        use futures_util::TryStreamExt;
+        use tokio::io::AsyncWriteExt;
+        let io = |source| FileError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let (_, mut stream) = self.get(key).await?;
+        let mut f = tokio::fs::File::create(path).await.map_err(io)?;
+        let mut n = 0u64;
+        while let Some(chunk) = stream.try_next().await? {
+            n += chunk.len() as u64;
+            f.write_all(&chunk).await.map_err(io)?;
+        }
+        f.flush().await.map_err(io)?;
+        Ok(n)
+    }
+
     /// Copies `from` to `to` inside the store (server-side where the
     /// backend can).
     pub async fn copy(&self, from: &str, to: &str) -> Result<(), FileError> {

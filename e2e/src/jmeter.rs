@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// JMeter 5.6 on disk.
+#[derive(Debug, Clone)]
 pub struct JMeter {
     pub home: PathBuf,
 }

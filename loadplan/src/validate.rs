@@ -135,6 +135,19 @@ pub fn check_runnable(plan: &TestPlan) -> Result<(), Problems> {
     r.finish()
 }
 
+/// What a run needs whatever the plan's kind: enabled, and a room. (An
+/// editor plan also needs something enabled to run: [`check_runnable`].)
+pub fn check_runnable_settings(plan: &TestPlan) -> Result<(), Problems> {
+    let mut r = Report::default();
+    if !plan.enabled {
+        r.add("enabled", "the plan is disabled");
+    }
+    if plan.run.room_id.is_none() {
+        r.add("run.room_id", "choose the room of the load generators");
+    }
+    r.finish()
+}
+
 /// Checks run settings alone (an uploaded zip has only these).
 pub fn check_run(settings: &RunSettings, limits: &Limits, now: i64) -> Result<(), Problems> {
     let mut r = Report::default();

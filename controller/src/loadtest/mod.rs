@@ -32,8 +32,15 @@ pub struct LoadTestSettings {
     /// Largest data file (CSV) a plan may carry, MiB.
     pub max_data_file_mib: u64,
     /// Largest uploaded JMeter zip, MiB (compressed; the unpacked size has
-    /// its own ceiling in the zip check).
+    /// its own ceiling in `zip`).
     pub max_upload_mib: u64,
+    /// What an uploaded JMeter zip may unpack to (files, bytes, ratio).
+    pub zip: loadplan::bundle::BundleLimits,
+    /// Expected response time of one request, ms: sizes the threads of a
+    /// TPS-mode run (Little's law, with 20 % headroom).
+    pub expected_rt_ms: u32,
+    /// Ceiling of threads per thread group on one generator.
+    pub max_threads_per_generator: u32,
 }
 
 impl Default for LoadTestSettings {
@@ -46,11 +53,21 @@ impl Default for LoadTestSettings {
             max_generators: l.max_generators,
             max_data_file_mib: 256,
             max_upload_mib: 512,
+            zip: loadplan::bundle::BundleLimits::default(),
+            expected_rt_ms: loadplan::jmx::Sizing::default().expected_rt_ms,
+            max_threads_per_generator: loadplan::jmx::Sizing::default().max_threads_per_generator,
         }
     }
 }
 
 impl LoadTestSettings {
+    pub fn sizing(&self) -> loadplan::jmx::Sizing {
+        loadplan::jmx::Sizing {
+            expected_rt_ms: self.expected_rt_ms,
+            max_threads_per_generator: self.max_threads_per_generator,
+        }
+    }
+
     pub fn limits(&self) -> loadplan::Limits {
         loadplan::Limits {
             max_tps: self.max_tps,
@@ -70,6 +87,13 @@ pub enum PlanError {
     Inventory(#[from] inventory::Error),
     #[error(transparent)]
     Files(#[from] FileError),
+    /// A zip refused, or a task artifact that could not be built.
+    #[error(transparent)]
+    Bundle(#[from] loadplan::bundle::BundleError),
+    #[error("JMeter file: {0}")]
+    Jmx(#[from] loadplan::jmx::JmxError),
+    #[error("{0}")]
+    Io(String),
 }
 
 fn problem(field: impl Into<String>, message: impl Into<String>) -> PlanError {
@@ -77,6 +101,16 @@ fn problem(field: impl Into<String>, message: impl Into<String>) -> PlanError {
         field: field.into(),
         message: message.into(),
     }]))
+}
+
+/// A built task artifact: its digest, what preparing it noticed, and the
+/// `-J` arguments of each generator.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFiles {
+    pub sha256: String,
+    pub size: u64,
+    pub notes: Vec<loadplan::jmx::Note>,
+    pub properties: Vec<Vec<String>>,
 }
 
 /// Something a .jmx import left out or changed, for the user.
@@ -252,6 +286,154 @@ impl Plans {
             .inventory
             .create_plan(PlanKind::Editor, &plan, None, user)?;
         Ok((id, plan, notes))
+    }
+
+    /// Takes an uploaded JMeter zip (spooled at `path`) as a new plan of
+    /// its own with default run settings, after checking it (one .jmx at
+    /// the top, nothing escaping, within the limits).
+    pub async fn upload(
+        &self,
+        path: &Path,
+        file_name: &str,
+        len: u64,
+        sha256: &str,
+        user: &str,
+    ) -> Result<(i64, StoredPlan), PlanError> {
+        let limits = self.settings.zip;
+        let checked = path.to_path_buf();
+        let bundle =
+            tokio::task::spawn_blocking(move || loadplan::bundle::check_file(&checked, &limits))
+                .await
+                .map_err(|e| PlanError::Io(format!("checking the zip: {e}")))?
+                .map_err(|e| problem("file", format!("{file_name}: {e}")))?;
+        let taken: Vec<String> = self
+            .inventory
+            .plans()?
+            .into_iter()
+            .map(|p| p.plan.name.to_lowercase())
+            .collect();
+        let stem = file_name.trim_end_matches(".zip").trim();
+        let stem = if stem.is_empty() { "upload" } else { stem };
+        let name = (1..)
+            .map(|n| match n {
+                1 => stem.to_string(),
+                n => format!("{stem} ({n})"),
+            })
+            .find(|name| !taken.contains(&name.to_lowercase()))
+            .expect("an unused name");
+        let plan = TestPlan {
+            name: name.chars().take(200).collect(),
+            ..TestPlan::default()
+        };
+        let stored = inventory::StoredBundle {
+            key: bundle_key(),
+            jmx: bundle.jmx.clone(),
+            sha256: sha256.to_string(),
+            bytes: len,
+            files: bundle
+                .files
+                .iter()
+                .filter(|(n, _)| *n != bundle.jmx)
+                .cloned()
+                .collect(),
+        };
+        self.files.put_file(&stored.key, path).await?;
+        let id = match self
+            .inventory
+            .create_plan(PlanKind::Upload, &plan, Some(&stored), user)
+        {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = self.files.delete(&stored.key).await;
+                return Err(e.into());
+            }
+        };
+        Ok((id, self.get(id)?))
+    }
+
+    /// Builds the one zip a run of plan `id` executes into `dest`: the
+    /// prepared .jmx (rate, threads and duration as `-J` properties, see
+    /// `loadplan::jmx`) with every file it reads. A plan from the editor
+    /// is generated and gets its data files under `data/`; an uploaded
+    /// zip is unpacked (checked again), prepared and repacked as it was.
+    pub async fn build_artifact(&self, id: i64, dest: &Path) -> Result<RunFiles, PlanError> {
+        let stored = self.get(id)?;
+        match stored.kind {
+            PlanKind::Editor => loadplan::validate::check_runnable(&stored.plan)?,
+            PlanKind::Upload => loadplan::validate::check_runnable_settings(&stored.plan)?,
+        }
+        let work = tempfile::tempdir_in(dest.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| PlanError::Io(format!("a work folder for the artifact: {e}")))?;
+        let (jmx_name, jmx, files): (String, Vec<u8>, Vec<(String, std::path::PathBuf)>) =
+            match &stored.bundle {
+                None => {
+                    let mut files = Vec::new();
+                    for f in self.inventory.plan_files(id)? {
+                        let local = work.path().join(format!("data-{}", files.len()));
+                        self.files.get_to_file(&f.key, &local).await?;
+                        files.push((loadplan::bundle::data_path(&f.name), local));
+                    }
+                    (
+                        loadplan::bundle::ARTIFACT_JMX.to_string(),
+                        loadplan::jmx::generate(&stored.plan),
+                        files,
+                    )
+                }
+                Some(b) => {
+                    let zip = work.path().join("upload.zip");
+                    self.files.get_to_file(&b.key, &zip).await?;
+                    let tree = work.path().join("tree");
+                    std::fs::create_dir(&tree)
+                        .map_err(|e| PlanError::Io(format!("{}: {e}", tree.display())))?;
+                    let limits = self.settings.zip;
+                    let (z, t) = (zip.clone(), tree.clone());
+                    let bundle = tokio::task::spawn_blocking(move || {
+                        loadplan::bundle::unpack_file(&z, &t, &limits)
+                    })
+                    .await
+                    .map_err(|e| PlanError::Io(format!("unpacking: {e}")))??;
+                    let jmx = std::fs::read(tree.join(&bundle.jmx))
+                        .map_err(|e| PlanError::Io(format!("{}: {e}", bundle.jmx)))?;
+                    let files = bundle
+                        .files
+                        .iter()
+                        .filter(|(n, _)| *n != bundle.jmx)
+                        .map(|(n, _)| (n.clone(), tree.join(n)))
+                        .collect();
+                    (bundle.jmx, jmx, files)
+                }
+            };
+        let prepared = loadplan::jmx::prepare(&jmx, &stored.plan.run, &self.settings.sizing())?;
+        let generators = stored.plan.run.generators.max(1);
+        let properties = (0..generators)
+            .map(|i| prepared.properties(i).to_args())
+            .collect();
+        let limits = self.settings.zip;
+        let dest = dest.to_path_buf();
+        let notes = prepared.notes.clone();
+        let artifact = tokio::task::spawn_blocking(move || {
+            let mut readers = Vec::new();
+            for (name, path) in files {
+                let f = std::fs::File::open(&path)
+                    .map_err(|e| PlanError::Io(format!("{}: {e}", path.display())))?;
+                readers.push((name, f));
+            }
+            Ok::<_, PlanError>(loadplan::bundle::write_artifact(
+                &dest,
+                &jmx_name,
+                &prepared.jmx,
+                readers,
+                &limits,
+            )?)
+        })
+        .await
+        .map_err(|e| PlanError::Io(format!("writing the artifact: {e}")))??;
+        Ok(RunFiles {
+            sha256: artifact.sha256,
+            size: artifact.size,
+            notes,
+            properties,
+        })
     }
 
     /// Saves an edited plan over `revision`; returns the new revision.

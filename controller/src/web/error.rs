@@ -85,6 +85,18 @@ impl From<crate::loadtest::PlanError> for ApiError {
             PlanError::Files(crate::files::FileError::NotFound(_)) => {
                 ApiError::NotFound("the file is missing from the file store".into())
             }
+            PlanError::Bundle(e) => ApiError::Invalid {
+                field: Some("file"),
+                message: e.to_string(),
+            },
+            PlanError::Jmx(e) => ApiError::Invalid {
+                field: Some("file"),
+                message: format!("the .jmx cannot be prepared: {e}"),
+            },
+            PlanError::Io(e) => {
+                error!(error = %e, "building run files");
+                ApiError::Internal("could not build the run files (see the log)")
+            }
             PlanError::Files(e) => {
                 error!(error = %e, "file store failure");
                 ApiError::Internal("file store unavailable")

@@ -163,6 +163,13 @@ pub fn router(state: AppState) -> Router {
             "/api/plans/import",
             post(plans::import).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route(
+            "/api/plans/upload",
+            post(plans::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/api/plans/{id}/bundle", get(plans::bundle))
+        .route("/api/plans/{id}/prepare", post(plans::prepare))
+        .route("/api/plans/{id}/run-files", get(plans::run_files))
         .route("/api/plans/{id}/copy", post(plans::copy))
         .route("/api/plans/{id}/jmx", get(plans::jmx))
         .route(

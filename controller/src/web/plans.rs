@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use axum::Json;
 use axum::extract::{Multipart, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
 use loadplan::TestPlan;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -185,10 +186,11 @@ const MAX_JMX: u64 = 16 << 20;
 pub async fn import(
     caller: ApiCaller,
     State(st): State<AppState>,
+    headers: HeaderMap,
     mut multipart: Multipart,
 ) -> ApiResult<Response> {
     caller.may(Act::UseLoadTests)?;
-    let Some(file) = spool_file(&mut multipart, &st.upload_spool, MAX_JMX).await? else {
+    let Some(file) = spool_file(&headers, &mut multipart, &st.upload_spool, MAX_JMX).await? else {
         return Err(ApiError::invalid("file", "no .jmx file in the upload"));
     };
     let bytes = tokio::fs::read(&file.path)
@@ -235,6 +237,126 @@ pub async fn jmx(
     ))
 }
 
+/// Takes an uploaded JMeter zip as a new plan (run settings to be set in
+/// the editor).
+pub async fn upload(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> ApiResult<Response> {
+    caller.may(Act::UseLoadTests)?;
+    let limit = st.plans.settings.max_upload_mib << 20;
+    let Some(file) = spool_file(&headers, &mut multipart, &st.upload_spool, limit).await? else {
+        return Err(ApiError::invalid("file", "no zip file in the upload"));
+    };
+    let (id, stored) = st
+        .plans
+        .upload(
+            &file.path,
+            &file.name,
+            file.len,
+            &file.sha256,
+            &caller.subject.name,
+        )
+        .await?;
+    audit(
+        &st,
+        &caller,
+        "plan_upload",
+        &format!(
+            "{} from {} ({} bytes)",
+            stored.plan.name, file.name, file.len
+        ),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "name": stored.plan.name, "bundle": stored.bundle })),
+    )
+        .into_response())
+}
+
+/// The uploaded zip of a plan, as it was uploaded.
+pub async fn bundle(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    caller.may(Act::UseLoadTests)?;
+    let stored = st.plans.get(id)?;
+    let Some(b) = stored.bundle else {
+        return Err(ApiError::NotFound(
+            "this plan was built in the editor: download its .jmx".into(),
+        ));
+    };
+    let (len, stream) = st.files.get(&b.key).await.map_err(|e| {
+        tracing::error!(error = %e, "reading an uploaded zip");
+        ApiError::NotFound("the zip is missing from the file store".into())
+    })?;
+    Ok(download(
+        stream,
+        len,
+        &format!("{}.zip", stored.plan.name),
+        "application/zip",
+    ))
+}
+
+/// Builds the run files of a plan (what a task would run) and answers
+/// their digest, what preparing them noticed, and each generator's `-J`
+/// arguments, without keeping them.
+pub async fn prepare(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    caller.may(Act::UseLoadTests)?;
+    let dest = tempfile::Builder::new()
+        .suffix(".zip")
+        .tempfile_in(&st.upload_spool)
+        .map_err(|_| ApiError::Internal("cannot write the upload spool"))?
+        .into_temp_path();
+    let run = st.plans.build_artifact(id, &dest).await?;
+    Ok(Json(run).into_response())
+}
+
+/// The run files of a plan as one zip: the prepared .jmx and every file it
+/// reads (its SHA-256 in `X-Checksum-Sha256`), to inspect or run by hand.
+pub async fn run_files(
+    caller: ApiCaller,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    caller.may(Act::UseLoadTests)?;
+    let name = st.plans.get(id)?.plan.name;
+    let dest = tempfile::Builder::new()
+        .suffix(".zip")
+        .tempfile_in(&st.upload_spool)
+        .map_err(|_| ApiError::Internal("cannot write the upload spool"))?
+        .into_temp_path();
+    let run = st.plans.build_artifact(id, &dest).await?;
+    // Open, then let the temp path go: the open file streams on, and the
+    // name is gone from the spool at once.
+    let file = tokio::fs::File::open(&dest)
+        .await
+        .map_err(|_| ApiError::Internal("cannot read the run files"))?;
+    drop(dest);
+    let stream =
+        tokio_util::io::ReaderStream::new(file).map_err(|e| object_store::Error::Generic {
+            store: "spool",
+            source: Box::new(e),
+        });
+    let mut r = download(
+        Box::pin(stream),
+        run.size,
+        &format!("{name}-run.zip"),
+        "application/zip",
+    );
+    if let Ok(v) = HeaderValue::from_str(&run.sha256) {
+        r.headers_mut().insert("x-checksum-sha256", v);
+    }
+    Ok(r)
+}
+
 /// A multipart file field written to a spool file, with its size and
 /// SHA-256; refused (and removed) as soon as it passes `limit` bytes.
 pub struct Spooled {
@@ -246,10 +368,24 @@ pub struct Spooled {
 
 /// Spools the next file field of `multipart`, or `None` when there is none.
 pub async fn spool_file(
+    headers: &HeaderMap,
     multipart: &mut Multipart,
     dir: &std::path::Path,
     limit: u64,
 ) -> ApiResult<Option<Spooled>> {
+    // A body announced far over the limit is refused before it is read, so
+    // a client waiting for "100 Continue" hears 413 instead of sending
+    // gigabytes first. (Multipart framing adds a little; 64 KiB allows it.)
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit + 64 * 1024) {
+        return Err(ApiError::BadRequest(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the upload is larger than the limit of {} MiB", limit >> 20),
+        ));
+    }
     let bad = |e: axum::extract::multipart::MultipartError| {
         ApiError::BadRequest(StatusCode::BAD_REQUEST, e.to_string())
     };
@@ -295,12 +431,13 @@ pub async fn file_upload(
     caller: ApiCaller,
     State(st): State<AppState>,
     Path(id): Path<i64>,
+    headers: HeaderMap,
     mut multipart: Multipart,
 ) -> ApiResult<Response> {
     caller.may(Act::UseLoadTests)?;
     st.plans.get(id)?;
     let limit = st.plans.settings.max_data_file_mib << 20;
-    let Some(file) = spool_file(&mut multipart, &st.upload_spool, limit).await? else {
+    let Some(file) = spool_file(&headers, &mut multipart, &st.upload_spool, limit).await? else {
         return Err(ApiError::invalid("file", "no file in the upload"));
     };
     let stored = st
@@ -394,6 +531,7 @@ struct ListPage<'a> {
     chrome: Chrome<'a>,
     plans: Vec<PlanSummary>,
     rooms: Vec<RoomChoice>,
+    max_upload_mib: u64,
 }
 
 #[derive(Serialize)]
@@ -434,6 +572,7 @@ pub async fn list_page(
             chrome: chrome(&c, "plans"),
             plans,
             rooms,
+            max_upload_mib: st.plans.settings.max_upload_mib,
         },
     ))
 }

@@ -339,8 +339,13 @@
         legend: { show: false },
       }, [xs, ys], curve);
     }
+    const runFiles = h('div', { id: 'run-files' });
     const kids = [
       h('h2', {}, upload ? 'Uploaded JMeter zip' : 'Test plan'),
+      upload && state.bundle ? h('div', { class: 'bundle', id: 'plan-bundle' },
+        h('p', {}, 'Runs ', h('code', {}, state.bundle.jmx), ` unchanged except for the rate, threads and duration set below (${state.bundle.bytes} bytes, SHA-256 `, h('code', { class: 'small' }, state.bundle.sha256.slice(0, 16)), '…). ',
+          h('a', { href: `${PREFIX}/api/plans/${ctx.id}/bundle` }, 'Download the zip')),
+        state.bundle.files.length ? h('ul', { class: 'small' }, state.bundle.files.map(([n, size]) => h('li', {}, h('code', {}, n), ` ${size} bytes`))) : null) : null,
       field('Name', text(p, 'name', { id: 'plan-name', maxlength: 200 }, () => { document.getElementById('plan-title').textContent = p.name; }), null, 'name'),
       field('Comment', area(p, 'comment', { id: 'plan-comment' }), null, 'comment'),
       check(p, 'enabled', 'Enabled', 'A disabled plan cannot be run.', 'enabled'),
@@ -360,7 +365,26 @@
       check(run, 'debug', 'Debug', 'Keep a JTL of every request (downloadable), not only per-second summaries.', 'run.debug'),
       schedule,
       h('h3', {}, 'Load curve'),
-      curve);
+      curve,
+      h('h3', {}, 'Run files'),
+      h('p', { class: 'muted small' }, 'What a run executes: the .jmx prepared for the run settings (saved ones) and every file it reads, in one zip.'),
+      h('div', { class: 'tools' },
+        h('button', { type: 'button', class: 'small', id: 'run-files-check', onclick: checkRunFiles }, 'Check run files'),
+        h('a', { class: 'button small', id: 'run-files-download', href: `${PREFIX}/api/plans/${ctx.id}/run-files` }, 'Download run files')),
+      runFiles);
+    async function checkRunFiles() {
+      const r = await call('POST', `/api/plans/${ctx.id}/prepare`);
+      if (!r.ok) {
+        runFiles.replaceChildren(h('p', { class: 'error' }, r.data.error || `failed (${r.status})`));
+        return;
+      }
+      const v = r.data;
+      runFiles.replaceChildren(
+        h('p', {}, `${v.size} bytes, SHA-256 `, h('code', { class: 'small' }, v.sha256)),
+        h('p', { class: 'small' }, 'JMeter properties per generator:'),
+        h('ol', { class: 'small mono', id: 'run-files-properties' }, v.properties.map((args) => h('li', {}, args.join(' ')))),
+        v.notes.length ? h('ul', { class: 'small', id: 'run-files-notes' }, v.notes.map((n) => h('li', {}, `${n.path}: ${n.message}`))) : h('p', { class: 'small muted' }, 'Nothing else in the file affects the load.'));
+    }
     if (!upload) {
       kids.push(h('div', { class: 'tools' }, h('button', {
         type: 'button', id: 'add-thread-group',
@@ -643,6 +667,7 @@
     state.plan = r.data.plan;
     state.revision = r.data.revision;
     state.files = r.data.files;
+    state.bundle = r.data.bundle;
     document.getElementById('plan-revision').textContent = `revision ${state.revision}`;
     const wanted = new URLSearchParams(location.search).get('node');
     if (wanted && nodeObject(wanted)) state.selected = wanted;

@@ -37,6 +37,25 @@
     }
   });
 
+  const up = document.getElementById('plan-upload');
+  up?.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const f = document.getElementById('plan-upload-file').files[0];
+    if (!f) return;
+    const data = new FormData();
+    data.append('file', f, f.name);
+    const button = document.getElementById('plan-upload-submit');
+    button.disabled = true;
+    try {
+      const v = await call('POST', '/api/plans/upload', data);
+      location.href = `${PREFIX}/plans/${v.id}`;
+    } catch (e) {
+      fail(up, e.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
   // Import: what the import left out or changed is shown before moving
   // on to the editor.
   const imp = document.getElementById('plan-import');
