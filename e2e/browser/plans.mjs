@@ -1,8 +1,9 @@
 // The plan editor in Chromium: create a plan, get told what is wrong with
 // it field by field, build the tree (thread group, controller, request,
 // header set, CSV data file), schedule it with a previewed load curve,
-// save, reload, copy a thread group, import a .jmx. Reads URL,
-// ADMIN_NAME, ADMIN_PASSWORD, CSV_PATH, JMX_PATH; prints PLAN_ID=<id>.
+// save, reload, copy a thread group, import a .jmx, upload a JMeter zip
+// and check its run files. Reads URL, ADMIN_NAME, ADMIN_PASSWORD,
+// CSV_PATH, JMX_PATH, ZIP_PATH; prints PLAN_ID=<id>.
 import { launch, main, step, expect, expectText, log } from './lib.mjs';
 
 const URL = process.env.URL;
@@ -122,5 +123,20 @@ main(async () => {
     await Promise.all([page.waitForURL(/\/plans\/\d+$/), page.click('#plan-import-open')]);
     await page.waitForSelector('body[data-ready="1"]');
     expect((await page.locator('#plan-tree button.node').count()) > 3, 'imported tree is empty');
+  });
+
+  await step('upload a JMeter zip, give it a room, check its run files', async () => {
+    await page.goto(`${URL}/plans`);
+    await page.setInputFiles('#plan-upload-file', process.env.ZIP_PATH);
+    await Promise.all([page.waitForURL(/\/plans\/\d+$/), page.click('#plan-upload-submit')]);
+    await page.waitForSelector('body[data-ready="1"]');
+    await expectText(page.locator('#plan-bundle'), 'shop.jmx');
+    await page.click('#run-files-check');
+    await expectText(page.locator('#run-files'), 'choose the room');
+    await page.selectOption('#plan-room', { index: 1 });
+    await page.click('#plan-save');
+    await expectText(page.locator('#plan-revision'), 'revision 2');
+    await page.click('#run-files-check');
+    await expectText(page.locator('#run-files-properties'), '-Jmyplatform.throughput=600');
   });
 });

@@ -144,7 +144,20 @@ async fn the_plan_editor_builds_checks_saves_and_imports_plans() {
     assert_eq!(st, 201);
     let csv = dir.path().join("users.csv");
     std::fs::write(&csv, "alice,secret\nbob,hunter2\n").unwrap();
-    let jmx = e2e::browser::workspace_root().join("loadplan/tests/data/plugins-and-pacing.jmx");
+    let data = e2e::browser::workspace_root().join("loadplan/tests/data");
+    let jmx = data.join("plugins-and-pacing.jmx");
+    let zip_path = dir.path().join("shop.zip");
+    {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        for (name, file) in [("shop.jmx", "shop-gui-5.6.jmx"), ("users.csv", "users.csv")] {
+            w.start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(&std::fs::read(data.join(file)).unwrap())
+                .unwrap();
+        }
+        w.finish().unwrap();
+    }
     let run = run_script(
         &script("plans.mjs"),
         &[
@@ -153,6 +166,7 @@ async fn the_plan_editor_builds_checks_saves_and_imports_plans() {
             ("ADMIN_PASSWORD", "root password 123".into()),
             ("CSV_PATH", csv.display().to_string()),
             ("JMX_PATH", jmx.display().to_string()),
+            ("ZIP_PATH", zip_path.display().to_string()),
         ],
     );
     eprintln!("{}", run.stdout);
