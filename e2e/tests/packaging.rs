@@ -3,7 +3,8 @@
 //! rely on; the agent-monitor .deb, built by the same script as a release
 //! (from the already-built debug binary: no LTO build here), holds what it
 //! should; install.sh from its tarball installs into a directory tree, and
-//! running it again changes nothing.
+//! running it again changes nothing. The portable build (zig, glibc 2.17's
+//! symbol versions) of agent-monitor asks for nothing newer and starts.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -560,6 +561,130 @@ fn agent_monitor_deb_and_tarball() {
             .contains("127.0.0.1:7443")
     );
     agent.terminate(Duration::from_secs(5));
+}
+
+/// The cargo target directory this test was built in (the portable build
+/// and zig's caches go there too): `<target>/<profile>/deps/<test>`.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(3)
+        .expect("test executable in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// `2.17` as (2, 17), for comparing glibc versions.
+fn glibc_version(v: &str) -> (u32, u32) {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// `scripts/dist --portable` for agent-monitor, with the quick `linkcheck`
+/// profile (no optimisation, no debug info: how it links is the same as a
+/// shipping build's). The tarball keeps the name the controller picks
+/// packages by; its binary needs no glibc symbol version above 2.17 and
+/// nothing but glibc, and it starts.
+#[test]
+fn portable_agent_monitor_needs_glibc_2_17_at_most() {
+    let version = env!("CARGO_PKG_VERSION");
+    let arch = stdout(Command::new("dpkg").arg("--print-architecture"))
+        .trim()
+        .to_string();
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let dist = Command::new(repo().join("scripts/dist"))
+        .args([
+            "--portable",
+            "--only",
+            "agent-monitor",
+            "--profile",
+            "linkcheck",
+            "--out",
+        ])
+        .arg(out.path())
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        dist.status.success(),
+        "scripts/dist --portable: {} (cargo-zigbuild and zig come from PyPI, \
+         packaging/requirements-zig.txt; scripts/test installs them)\n{}{}",
+        dist.status,
+        String::from_utf8_lossy(&dist.stdout),
+        String::from_utf8_lossy(&dist.stderr)
+    );
+    eprintln!(
+        "scripts/dist --portable --only agent-monitor --profile linkcheck: {:?}",
+        started.elapsed()
+    );
+
+    let dir = format!("agent-monitor-{version}-linux-{arch}");
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(out.path().join(format!("{dir}.tar.gz")))
+        .arg("-C")
+        .arg(out.path()));
+    let unpacked = out.path().join(&dir);
+    let binary = unpacked.join("agent-monitor");
+
+    // Every versioned glibc symbol it asks the dynamic loader for.
+    let symbols = stdout(Command::new("objdump").arg("-T").arg(&binary));
+    let mut versions: Vec<&str> = symbols
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    versions.sort_by_key(|v| glibc_version(v));
+    versions.dedup();
+    let newest = *versions
+        .last()
+        .expect("no GLIBC_ symbol versions: not linked to glibc?");
+    assert!(
+        glibc_version(newest) <= (2, 17),
+        "the portable agent-monitor needs GLIBC_{newest} (all: {versions:?})"
+    );
+    // Nothing but glibc's own libraries (zig links its unwinder in, so not
+    // even libgcc_s).
+    let headers = stdout(Command::new("objdump").arg("-p").arg(&binary));
+    let needed: Vec<&str> = headers
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("NEEDED"))
+        .map(str::trim)
+        .collect();
+    for lib in &needed {
+        assert!(
+            [
+                "libc.so.",
+                "libm.so.",
+                "libpthread.so.",
+                "libdl.so.",
+                "librt.so.",
+                "ld-linux"
+            ]
+            .iter()
+            .any(|g| lib.starts_with(g)),
+            "the portable agent-monitor needs {lib} (all: {needed:?})"
+        );
+    }
+
+    let said = stdout(Command::new(&binary).arg("--version"));
+    assert_eq!(said.trim(), format!("agent-monitor {version}"));
+
+    // What the tarball and the .deb tell the host: the real minimum.
+    let readme = std::fs::read_to_string(unpacked.join("README")).unwrap();
+    assert!(readme.contains("Needs glibc 2.17 or newer"), "{readme}");
+    assert!(readme.contains("Build: portable"), "{readme}");
+    let install = std::fs::read_to_string(unpacked.join("install.sh")).unwrap();
+    assert!(
+        install.lines().any(|l| l == "GLIBC_MIN=2.17"),
+        "install.sh does not check for glibc 2.17"
+    );
+    let deb = out
+        .path()
+        .join(format!("myplatform-agent-monitor_{version}_{arch}.deb"));
+    let depends = stdout(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));
+    assert!(depends.starts_with("libc6 (>= 2.17)"), "{depends}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
