@@ -121,8 +121,10 @@ is_root=0
 [ "$(id -u)" = 0 ] && is_root=1
 if [ -z "$root" ]; then
     [ "$is_root" = 1 ] || die "installing to / needs root"
-    # The binary is linked against the host's glibc (see README): refuse an
-    # older one here rather than fail at the service's first start.
+    # GLIBC_MIN is the newest glibc symbol version the binary asks for, read
+    # from it by scripts/dist (2.17 for a portable build, the build host's
+    # for a native one; see README): refuse an older glibc here rather than
+    # fail at the service's first start.
     have=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}') ||
         have=
     [ -n "$have" ] || die "needs glibc >= $GLIBC_MIN (musl systems such as Alpine are not supported)"
