@@ -563,8 +563,8 @@ fn agent_monitor_deb_and_tarball() {
     agent.terminate(Duration::from_secs(5));
 }
 
-/// The cargo target directory this test was built in (the portable build
-/// and zig's caches go there too): `<target>/<profile>/deps/<test>`.
+/// The cargo target directory this test was built in:
+/// `<target>/<profile>/deps/<test>`.
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     exe.ancestors()
@@ -602,7 +602,9 @@ fn portable_agent_monitor_needs_glibc_2_17_at_most() {
             "--out",
         ])
         .arg(out.path())
-        .env("CARGO_TARGET_DIR", target_dir())
+        // Its own target directory (zig's caches go inside it): nothing to
+        // share with the native builds, whose lock the other tests need.
+        .env("CARGO_TARGET_DIR", target_dir().join("portable-test"))
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -632,7 +634,8 @@ fn portable_agent_monitor_needs_glibc_2_17_at_most() {
     let symbols = stdout(Command::new("objdump").arg("-T").arg(&binary));
     let mut versions: Vec<&str> = symbols
         .split_whitespace()
-        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        // `(GLIBC_2.17)`, or without the parentheses in older binutils.
+        .filter_map(|w| w.trim_matches(['(', ')']).strip_prefix("GLIBC_"))
         .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
         .collect();
     versions.sort_by_key(|v| glibc_version(v));
