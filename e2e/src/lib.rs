@@ -50,6 +50,28 @@ pub fn bin_dir() -> &'static Path {
         if release {
             cmd.arg("--release");
         }
+        // `cargo test` runs this process with the test crate's own
+        // variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Build scripts
+        // that watch them (ring's does) would see a change and rebuild
+        // everything above them here, then again in the next outer build.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_EXE_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&key.as_ref())
+            {
+                cmd.env_remove(key.as_ref());
+            }
+        }
         let status = cmd
             .status()
             .expect("running cargo build for the e2e binaries");
