@@ -433,8 +433,20 @@ enum Phase {
     Ending,
 }
 
+/// Sets the tailer's stop flag however the driver ends: if the driver is
+/// dropped (its runtime shuts down), a tailer left running would keep the
+/// runtime's shutdown waiting for its blocking thread forever.
+struct StopTailer(Arc<AtomicBool>);
+
+impl Drop for StopTailer {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 async fn drive(mut d: Driver) -> Outcome {
     let done = Arc::new(AtomicBool::new(false));
+    let stop_tailer = StopTailer(done.clone());
     let tailer = {
         let (path, debug, events, done) =
             (d.dir.results(), d.debug, d.events.clone(), done.clone());
@@ -536,7 +548,7 @@ async fn drive(mut d: Driver) -> Outcome {
     for (_, reply) in pending.drain(..) {
         let _ = reply.send(Err(ControlError::Gone));
     }
-    done.store(true, Ordering::Release);
+    drop(stop_tailer);
     let tail = tailer.await.unwrap_or_default();
     let exit = status.map_or(
         Exit {
@@ -546,7 +558,8 @@ async fn drive(mut d: Driver) -> Outcome {
         Exit::from,
     );
     let by_itself = reason == EndReason::Finished;
-    let failed = (by_itself && exit.code != Some(0)) || (!test_started && by_itself);
+    // On request a nonzero exit is ours (a kill); by itself it is JMeter's.
+    let failed = by_itself && (exit.code != Some(0) || !test_started);
     let event = if failed {
         let mut log_errors = log_error_lines(&d.dir.log());
         log_errors.extend(output_errors);

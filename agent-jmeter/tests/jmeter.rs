@@ -156,10 +156,10 @@ fn is_loopback(addr: &str) -> bool {
 fn per_second(server: &TargetServer, t0: Instant, secs: usize) -> Vec<usize> {
     let mut b = vec![0; secs];
     for r in server.requests() {
-        if let Some(d) = r.at.checked_duration_since(t0) {
-            if let Some(c) = b.get_mut(d.as_secs() as usize) {
-                *c += 1;
-            }
+        if let Some(d) = r.at.checked_duration_since(t0)
+            && let Some(c) = b.get_mut(d.as_secs() as usize)
+        {
+            *c += 1;
         }
     }
     b
@@ -466,4 +466,88 @@ async fn a_rate_change_on_a_finished_run_says_so() {
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// One thread, one JSR223 sample labelled with a comma and quotes, whose
+/// response message spans two lines; the script leaves a non-daemon
+/// thread behind, as a BeanShell server does, which keeps the JVM alive
+/// after "end of run".
+const LINGERING_PLAN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<jmeterTestPlan version="1.2" properties="5.0" jmeter="5.6.2">
+  <hashTree>
+    <TestPlan guiclass="TestPlanGui" testclass="TestPlan" testname="linger">
+      <elementProp name="TestPlan.user_defined_variables" elementType="Arguments" guiclass="ArgumentsPanel" testclass="Arguments">
+        <collectionProp name="Arguments.arguments"/>
+      </elementProp>
+    </TestPlan>
+    <hashTree>
+      <ThreadGroup guiclass="ThreadGroupGui" testclass="ThreadGroup" testname="g">
+        <intProp name="ThreadGroup.num_threads">1</intProp>
+        <intProp name="ThreadGroup.ramp_time">0</intProp>
+        <stringProp name="ThreadGroup.on_sample_error">continue</stringProp>
+        <elementProp name="ThreadGroup.main_controller" elementType="LoopController" guiclass="LoopControlPanel" testclass="LoopController">
+          <stringProp name="LoopController.loops">1</stringProp>
+          <boolProp name="LoopController.continue_forever">false</boolProp>
+        </elementProp>
+      </ThreadGroup>
+      <hashTree>
+        <JSR223Sampler guiclass="TestBeanGUI" testclass="JSR223Sampler" testname="spawn, &quot;q&quot;">
+          <stringProp name="scriptLanguage">groovy</stringProp>
+          <stringProp name="cacheKey">true</stringProp>
+          <stringProp name="script">def t = new Thread({ Thread.sleep(600000) } as Runnable, "lingerer")
+t.setDaemon(false)
+t.start()
+SampleResult.setSuccessful(false)
+SampleResult.setResponseMessage("first line\nsecond, \"line\"")
+SampleResult.setResponseData("12345", "UTF-8")</stringProp>
+        </JSR223Sampler>
+        <hashTree/>
+      </hashTree>
+    </hashTree>
+  </hashTree>
+</jmeterTestPlan>
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jvm_that_lingers_after_the_end_of_run_is_killed() {
+    let checked = checked().await;
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("linger.zip");
+    loadplan::bundle::write_artifact(
+        &zip,
+        "test.jmx",
+        LINGERING_PLAN.as_bytes(),
+        Vec::<(String, &[u8])>::new(),
+        &Default::default(),
+    )
+    .unwrap();
+    let task = dir.path().join("task");
+    let (tx, mut rx) = mpsc::channel(100);
+    let spec = TaskSpec {
+        artifact: zip,
+        dir: task.clone(),
+        // JMeter's own remedy switched off, to test ours.
+        properties: vec!["-Jjmeterengine.force.system.exit=false".into()],
+        debug: false,
+    };
+    let run = Run::start(&checked, spec, &options(), tx).await.unwrap();
+    let started = Instant::now();
+    assert!(matches!(next(&mut rx).await, Event::Started { .. }));
+    let mut seconds = Vec::new();
+    let end = until_end(&mut rx, &mut seconds).await;
+    eprintln!("lingering JVM: {end:?} after {:?}", started.elapsed());
+    let Event::Ended { reason, exit } = end else {
+        panic!("{end:?}; output:\n{}", read(&task.join("jmeter.out")))
+    };
+    assert_eq!(reason, EndReason::KilledLingering);
+    assert_eq!(exit.signal, Some(9));
+    let _ = run.wait().await;
+    assert!(processes_mentioning(&task).is_empty());
+    // The quoted label and the two-line message came through the CSV.
+    assert_eq!(seconds.len(), 1, "{seconds:?}");
+    let s = &seconds[0];
+    assert_eq!(
+        (s.label.as_str(), s.count, s.errors, s.bytes),
+        ("spawn, \"q\"", 1, 1, 5)
+    );
 }
