@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::model::{AppIdentifier, Credential, Name, RoomPurpose, ServerAddr};
-use super::{Error, Inventory, Result, unix_now};
+use super::{Error, FOREIGN_KEY, Inventory, Result, UNIQUE, constraint, unix_now};
 use crate::vault::Vault;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -88,18 +88,6 @@ pub struct ServerInput {
     pub ssh_port: u16,
     pub ssh_user: Name,
     pub credential: CredentialChange,
-}
-
-/// SQLite's extended result code for a UNIQUE violation.
-const UNIQUE: i32 = 2067;
-/// ... and for a FOREIGN KEY violation.
-const FOREIGN_KEY: i32 = 787;
-
-fn constraint(e: &rusqlite::Error) -> Option<i32> {
-    match e {
-        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
-        _ => None,
-    }
 }
 
 /// Maps a UNIQUE violation to a conflict with the given message.

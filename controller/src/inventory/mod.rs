@@ -53,6 +53,19 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// SQLite's extended result code for a UNIQUE violation.
+const UNIQUE: i32 = 2067;
+/// ... and for a FOREIGN KEY violation.
+const FOREIGN_KEY: i32 = 787;
+
+/// The extended result code of a failed statement, if it failed in SQLite.
+fn constraint(e: &rusqlite::Error) -> Option<i32> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
+        _ => None,
+    }
+}
+
 /// Each entry moves the schema one version up. Never edit a shipped entry;
 /// add a new one.
 const MIGRATIONS: &[&str] = &[

@@ -12,12 +12,7 @@ use loadplan::TestPlan;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Error, Inventory, Result, unix_now};
-
-/// UNIQUE violation (see estate.rs).
-const UNIQUE: i32 = 2067;
-/// FOREIGN KEY violation.
-const FOREIGN_KEY: i32 = 787;
+use super::{Error, FOREIGN_KEY, Inventory, Result, UNIQUE, constraint, unix_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,13 +109,9 @@ fn plan_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPlan> {
 }
 
 fn write_error(e: rusqlite::Error, plan: &TestPlan) -> Error {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == UNIQUE => {
-            Error::Conflict(format!("a plan named {:?} exists already", plan.name))
-        }
-        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == FOREIGN_KEY => {
-            Error::NotFound("room")
-        }
+    match constraint(&e) {
+        Some(UNIQUE) => Error::Conflict(format!("a plan named {:?} exists already", plan.name)),
+        Some(FOREIGN_KEY) => Error::NotFound("room"),
         _ => Error::Sql(e),
     }
 }
@@ -285,10 +276,8 @@ impl Inventory {
                     file.uploaded_at as i64
                 ],
             )
-            .map_err(|e| match &e {
-                rusqlite::Error::SqliteFailure(f, _) if f.extended_code == FOREIGN_KEY => {
-                    Error::NotFound("plan")
-                }
+            .map_err(|e| match constraint(&e) {
+                Some(FOREIGN_KEY) => Error::NotFound("plan"),
                 _ => Error::Sql(e),
             })?;
             tx.commit()?;
