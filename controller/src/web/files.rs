@@ -220,7 +220,7 @@ pub struct DownloadQuery {
 
 /// `filename*` per RFC 6266/5987: any name survives, quotes and newlines
 /// included, without breaking the header.
-fn content_disposition(name: &str) -> HeaderValue {
+pub(super) fn content_disposition(name: &str) -> HeaderValue {
     let mut enc = String::new();
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

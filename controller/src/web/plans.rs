@@ -23,6 +23,9 @@ use crate::auth::Act;
 use crate::inventory::{PlanFile, PlanKind, StoredPlan};
 use crate::loadtest::RoomGenerators;
 
+/// Load generators per room id.
+type Generators = std::collections::HashMap<i64, RoomGenerators>;
+
 /// A plan as the list shows it.
 #[derive(Serialize)]
 struct PlanSummary {
@@ -44,9 +47,8 @@ struct PlanSummary {
     updated_at: u64,
 }
 
-fn summaries(st: &AppState) -> ApiResult<Vec<PlanSummary>> {
+fn summaries(st: &AppState, gens: &Generators) -> ApiResult<Vec<PlanSummary>> {
     let rooms = st.inventory.rooms()?;
-    let gens = st.plans.generators(&st.registry);
     Ok(st
         .inventory
         .plans()?
@@ -85,7 +87,8 @@ fn summaries(st: &AppState) -> ApiResult<Vec<PlanSummary>> {
 
 pub async fn list(caller: ApiCaller, State(st): State<AppState>) -> ApiResult<Response> {
     caller.may(Act::UseLoadTests)?;
-    Ok(Json(summaries(&st)?).into_response())
+    let gens = st.plans.generators(&st.registry);
+    Ok(Json(summaries(&st, &gens)?).into_response())
 }
 
 /// A plan with its files, as the editor loads it.
@@ -488,32 +491,21 @@ pub async fn file_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// A streamed attachment. The name goes into the header quoted, with
-/// anything but plain characters replaced (it is ours or validated, but
-/// a header must never break).
+/// A streamed attachment, named as the server-file downloads name theirs.
 pub fn download(
     stream: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>>,
     len: u64,
     name: &str,
     content_type: &'static str,
 ) -> Response {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._- ()".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
     let mut r = axum::body::Body::from_stream(stream).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        super::files::content_disposition(name),
+    );
     r
 }
 
@@ -542,8 +534,7 @@ struct RoomChoice {
     generators: RoomGenerators,
 }
 
-fn room_choices(st: &AppState) -> ApiResult<Vec<RoomChoice>> {
-    let gens = st.plans.generators(&st.registry);
+fn room_choices(st: &AppState, gens: &Generators) -> ApiResult<Vec<RoomChoice>> {
     Ok(st
         .inventory
         .rooms()?
@@ -562,8 +553,9 @@ pub async fn list_page(
     c: PageCaller,
 ) -> Result<Response, PageRejection> {
     c.may(Act::UseLoadTests)?;
-    let plans = summaries(&st)?;
-    let rooms = room_choices(&st)?;
+    let gens = st.plans.generators(&st.registry);
+    let plans = summaries(&st, &gens)?;
+    let rooms = room_choices(&st, &gens)?;
     Ok(render(
         &st,
         StatusCode::OK,
@@ -611,7 +603,7 @@ pub async fn editor_page(
         id,
         name: stored.plan.name,
         kind: stored.kind,
-        rooms: room_choices(&st)?,
+        rooms: room_choices(&st, &st.plans.generators(&st.registry))?,
         limits: Limits {
             max_tps: s.max_tps,
             max_threads: s.max_threads,
