@@ -114,12 +114,7 @@ pub fn check_plan(plan: &TestPlan, limits: &Limits, now: i64) -> Result<(), Prob
 /// room to run it in.
 pub fn check_runnable(plan: &TestPlan) -> Result<(), Problems> {
     let mut r = Report::default();
-    if !plan.enabled {
-        r.add("enabled", "the plan is disabled");
-    }
-    if plan.run.room_id.is_none() {
-        r.add("run.room_id", "choose the room of the load generators");
-    }
+    runnable_settings(&mut r, plan);
     let runs_something = plan.thread_groups.iter().any(|g| {
         g.enabled
             && g.controllers
@@ -139,13 +134,17 @@ pub fn check_runnable(plan: &TestPlan) -> Result<(), Problems> {
 /// editor plan also needs something enabled to run: [`check_runnable`].)
 pub fn check_runnable_settings(plan: &TestPlan) -> Result<(), Problems> {
     let mut r = Report::default();
+    runnable_settings(&mut r, plan);
+    r.finish()
+}
+
+fn runnable_settings(r: &mut Report, plan: &TestPlan) {
     if !plan.enabled {
         r.add("enabled", "the plan is disabled");
     }
     if plan.run.room_id.is_none() {
         r.add("run.room_id", "choose the room of the load generators");
     }
-    r.finish()
 }
 
 /// Checks run settings alone (an uploaded zip has only these).

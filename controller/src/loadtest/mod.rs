@@ -232,21 +232,9 @@ impl Plans {
         if plan.name.trim().is_empty() {
             plan.name = file_name.trim_end_matches(".jmx").to_string();
         }
-        let taken: Vec<String> = self
-            .inventory
-            .plans()?
-            .into_iter()
-            .map(|p| p.plan.name.to_lowercase())
-            .collect();
-        if taken.contains(&plan.name.to_lowercase()) {
-            let base = plan.name.clone();
-            plan.name = (1..)
-                .map(|n| match n {
-                    1 => format!("{base} (imported)"),
-                    n => format!("{base} (imported {n})"),
-                })
-                .find(|name| !taken.contains(&name.to_lowercase()))
-                .expect("an unused name");
+        let free = self.unused_name(&plan.name, Some("imported"))?;
+        if free != plan.name {
+            let base = std::mem::replace(&mut plan.name, free);
             notes.push(note(
                 "Test Plan",
                 format!(
@@ -288,6 +276,30 @@ impl Plans {
         Ok((id, plan, notes))
     }
 
+    /// `base` if no plan has that name (names compare without case), else
+    /// the first free of "base (word)", "base (word 2)", ... (or "base (2)",
+    /// ... without a word).
+    fn unused_name(&self, base: &str, word: Option<&str>) -> Result<String, PlanError> {
+        let taken: Vec<String> = self
+            .inventory
+            .plans()?
+            .into_iter()
+            .map(|p| p.plan.name.to_lowercase())
+            .collect();
+        let free = |name: &String| !taken.contains(&name.to_lowercase());
+        if free(&base.to_string()) {
+            return Ok(base.to_string());
+        }
+        Ok((2..)
+            .map(|n| match word {
+                Some(w) if n == 2 => format!("{base} ({w})"),
+                Some(w) => format!("{base} ({w} {})", n - 1),
+                None => format!("{base} ({n})"),
+            })
+            .find(free)
+            .expect("an unused name"))
+    }
+
     /// Takes an uploaded JMeter zip (spooled at `path`) as a new plan of
     /// its own with default run settings, after checking it (one .jmx at
     /// the top, nothing escaping, within the limits).
@@ -306,21 +318,9 @@ impl Plans {
                 .await
                 .map_err(|e| PlanError::Io(format!("checking the zip: {e}")))?
                 .map_err(|e| problem("file", format!("{file_name}: {e}")))?;
-        let taken: Vec<String> = self
-            .inventory
-            .plans()?
-            .into_iter()
-            .map(|p| p.plan.name.to_lowercase())
-            .collect();
         let stem = file_name.trim_end_matches(".zip").trim();
         let stem = if stem.is_empty() { "upload" } else { stem };
-        let name = (1..)
-            .map(|n| match n {
-                1 => stem.to_string(),
-                n => format!("{stem} ({n})"),
-            })
-            .find(|name| !taken.contains(&name.to_lowercase()))
-            .expect("an unused name");
+        let name = self.unused_name(stem, None)?;
         let plan = TestPlan {
             name: name.chars().take(200).collect(),
             ..TestPlan::default()
@@ -465,20 +465,8 @@ impl Plans {
     /// "(copy 2)", ... when taken).
     pub async fn copy(&self, id: i64, user: &str) -> Result<i64, PlanError> {
         let stored = self.get(id)?;
-        let taken: Vec<String> = self
-            .inventory
-            .plans()?
-            .into_iter()
-            .map(|p| p.plan.name.to_lowercase())
-            .collect();
         let mut plan = stored.plan.clone();
-        plan.name = (1..)
-            .map(|n| match n {
-                1 => format!("{} (copy)", stored.plan.name),
-                n => format!("{} (copy {n})", stored.plan.name),
-            })
-            .find(|name| !taken.contains(&name.to_lowercase()))
-            .expect("an unused name");
+        plan.name = self.unused_name(&stored.plan.name, Some("copy"))?;
         // A schedule in the past would make the copy unsavable; a copy
         // starts as manual.
         plan.run.schedule = loadplan::Schedule::Manual;
