@@ -7,9 +7,7 @@ use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use super::AppState;
 use super::api::JsonBody;
@@ -106,6 +104,7 @@ pub async fn packages_list(caller: ApiCaller, State(st): State<AppState>) -> Api
 pub async fn packages_upload(
     caller: ApiCaller,
     State(st): State<AppState>,
+    headers: HeaderMap,
     mut multipart: Multipart,
 ) -> ApiResult<Response> {
     caller.may(Act::EditEstate)?;
@@ -114,14 +113,10 @@ pub async fn packages_upload(
         .await
         .map_err(|_| ApiError::Internal("cannot create the packages folder"))?;
     let mut stored = Vec::new();
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::BadRequest(StatusCode::BAD_REQUEST, e.to_string()))?
+    while let Some(file) =
+        super::plans::spool_file(&headers, &mut multipart, &st.upload_spool, MAX_PACKAGE).await?
     {
-        let Some(name) = field.file_name().map(str::to_string) else {
-            continue;
-        };
+        let name = file.name;
         if packages::parse_name(&name).is_none() {
             return Err(ApiError::invalid(
                 "file",
@@ -130,43 +125,30 @@ pub async fn packages_upload(
                 ),
             ));
         }
-        let part = dir.join(format!(".{name}.part"));
-        let mut f = tokio::fs::File::create(&part)
-            .await
-            .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
-        let mut size = 0u64;
-        let mut head = Vec::new();
-        while let Some(chunk) = field.next().await {
-            let chunk =
-                chunk.map_err(|e| ApiError::BadRequest(StatusCode::BAD_REQUEST, e.to_string()))?;
-            size += chunk.len() as u64;
-            if size > MAX_PACKAGE {
-                let _ = tokio::fs::remove_file(&part).await;
-                return Err(ApiError::BadRequest(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("{name}: larger than {} MiB", MAX_PACKAGE >> 20),
-                ));
+        let mut head = [0u8; 2];
+        let gzip = match tokio::fs::File::open(&file.path).await {
+            Ok(mut f) => {
+                use tokio::io::AsyncReadExt;
+                f.read_exact(&mut head).await.is_ok() && head == [0x1f, 0x8b]
             }
-            if head.len() < 2 {
-                head.extend_from_slice(&chunk[..chunk.len().min(2)]);
-            }
-            f.write_all(&chunk)
-                .await
-                .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
-        }
-        f.sync_all()
-            .await
-            .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
-        if head.get(..2) != Some(&[0x1f, 0x8b]) {
-            let _ = tokio::fs::remove_file(&part).await;
+            Err(_) => false,
+        };
+        if !gzip {
             return Err(ApiError::invalid(
                 "file",
                 format!("{name} is not a gzip file"),
             ));
         }
+        // Copied, not renamed: the spool may be on another file system; a
+        // half-copied file never carries the package's name.
+        let part = dir.join(format!(".{name}.part"));
+        tokio::fs::copy(&file.path, &part)
+            .await
+            .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
         tokio::fs::rename(&part, dir.join(&name))
             .await
             .map_err(|_| ApiError::Internal("cannot write the packages folder"))?;
+        let size = file.len;
         let _ = st.inventory.audit(
             &caller.subject.name,
             "package_upload",
