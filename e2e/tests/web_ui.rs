@@ -10,15 +10,15 @@ use e2e::browser::{run_script, script};
 use e2e::sshd::SshServer;
 use e2e::{ControllerCli, Proc, wait_for};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn admin_builds_the_inventory_and_a_user_sees_only_their_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let cli = ControllerCli::new(dir.path().join("data"));
-    cli.add_user("root", "root password 123", true);
+/// `controller serve` under `prefix` ("" for the root), once it answers;
+/// returns the process and the base URL.
+async fn serve(cli: &ControllerCli, dir: &std::path::Path, prefix: &str) -> (Proc, String) {
     let mut cmd = cli.cmd(&["serve"]);
-    cmd.env("MYPLATFORM_WEB__PREFIX", "/ops");
-    let server = Proc::spawn("controller", cmd, dir.path());
-    let base = cli.url("/ops");
+    if !prefix.is_empty() {
+        cmd.env("MYPLATFORM_WEB__PREFIX", prefix);
+    }
+    let server = Proc::spawn("controller", cmd, dir);
+    let base = cli.url(prefix);
     let health = format!("{base}/healthz");
     wait_for("controller up", Duration::from_secs(30), || async {
         e2e::http()
@@ -29,6 +29,15 @@ async fn admin_builds_the_inventory_and_a_user_sees_only_their_group() {
             .filter(|r| r.status().is_success())
     })
     .await;
+    (server, base)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_builds_the_inventory_and_a_user_sees_only_their_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = ControllerCli::new(dir.path().join("data"));
+    cli.add_user("root", "root password 123", true);
+    let (server, base) = serve(&cli, dir.path(), "/ops").await;
     let run = run_script(
         &script("inventory.mjs"),
         &[
@@ -58,18 +67,7 @@ async fn the_terminal_page_types_into_a_real_shell_and_reads_the_screen() {
     let cli = ControllerCli::new(dir.path().join("data"));
     cli.add_user("root", "root password 123", true);
     let token = cli.api_token();
-    let _server = Proc::spawn("controller", cli.cmd(&["serve"]), dir.path());
-    let base = cli.url("");
-    let health = format!("{base}/healthz");
-    wait_for("controller up", Duration::from_secs(30), || async {
-        e2e::http()
-            .get(&health)
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-    })
-    .await;
+    let (_server, base) = serve(&cli, dir.path(), "").await;
     let http = e2e::http();
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
@@ -121,18 +119,7 @@ async fn the_plan_editor_builds_checks_saves_and_imports_plans() {
     let cli = ControllerCli::new(dir.path().join("data"));
     cli.add_user("root", "root password 123", true);
     let token = cli.api_token();
-    let _server = Proc::spawn("controller", cli.cmd(&["serve"]), dir.path());
-    let base = cli.url("");
-    let health = format!("{base}/healthz");
-    wait_for("controller up", Duration::from_secs(30), || async {
-        e2e::http()
-            .get(&health)
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-    })
-    .await;
+    let (_server, base) = serve(&cli, dir.path(), "").await;
     let (st, _) = e2e::api(
         &base,
         &token,
