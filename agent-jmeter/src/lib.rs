@@ -1,5 +1,10 @@
-//! agent-jmeter's JMeter supervisor, without the link to the controller.
+//! agent-jmeter: runs JMeter for the controller's load tests.
 //!
+//! - [`generator`]: the task state machine of this agent, driven by the
+//!   controller: fetches and checks a task's artifact, runs it through the
+//!   supervisor, streams its per-second results, answers rate changes,
+//!   stops and file requests, and reports its tasks after every
+//!   reconnection.
 //! - [`install`]: finds JMeter (configured or `JMETER_HOME`) and `java`,
 //!   and checks both run, with their versions.
 //! - [`supervisor`]: runs one task: unpacks its artifact into the task
@@ -11,10 +16,11 @@
 //!   and turn it into per-second, per-label [`results::Second`]s with HDR
 //!   histograms.
 //!
-//! Nothing here knows the protocol or the controller: `main.rs` will turn
-//! events into messages and messages into calls.
+//! [`generator`] is the one module that knows the protocol and the link;
+//! the others know neither and are tested without a controller.
 
 pub mod control;
+pub mod generator;
 pub mod install;
 pub mod results;
 pub mod supervisor;

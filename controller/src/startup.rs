@@ -31,6 +31,8 @@ pub const FILES_DIR: &str = "files";
 /// Live shell recordings, until the session ends and they move to the file
 /// store.
 pub const RECORDING_SPOOL_DIR: &str = "spool/recordings";
+/// Task artifacts and files fetched from generators.
+pub const TASKS_DIR: &str = "tasks";
 /// How often expired metric blocks are pruned.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -160,11 +162,25 @@ impl Controller {
                     settings.metrics.flush_secs,
                 ))),
         );
+        let registry = Arc::new(Registry::default());
+        let plans = crate::loadtest::Plans {
+            inventory: inventory.clone(),
+            files: files.clone(),
+            settings: Arc::new(settings.loadtest.clone()),
+        };
+        let runner = Arc::new(crate::loadtest::runner::Runner::new(
+            inventory.clone(),
+            registry.clone(),
+            plans.clone(),
+            settings.data_dir.join(TASKS_DIR),
+        ));
         let gateway = Gateway::bind(
             &settings.gateway,
             inventory.clone(),
             ca.clone(),
             metrics.clone(),
+            registry.clone(),
+            runner.clone(),
         )
         .with_context(|| format!("binding the agent gateway on {}", settings.gateway.listen))?;
         let listener = tokio::net::TcpListener::bind(settings.web.listen)
@@ -172,7 +188,6 @@ impl Controller {
             .with_context(|| format!("binding HTTP on {}", settings.web.listen))?;
         let http_addr = listener.local_addr()?;
         let gateway_addr = gateway.local_addr();
-        let registry = gateway.registry();
         let shutdown = CancellationToken::new();
         let gateway = Arc::new(gateway);
         let g = gateway.clone();
@@ -245,11 +260,8 @@ impl Controller {
             shell: Arc::new(settings.shell.clone()),
             shell_spool: shell_spool.clone(),
             files: files.clone(),
-            plans: crate::loadtest::Plans {
-                inventory: inventory.clone(),
-                files: files.clone(),
-                settings: Arc::new(settings.loadtest.clone()),
-            },
+            plans,
+            runner: runner.clone(),
             upload_spool,
         };
         let web_task = tokio::spawn(web::serve(listener, state, tls, shutdown.clone()));
@@ -257,6 +269,7 @@ impl Controller {
         let prune_task = tokio::spawn(prune(store, shutdown.clone()));
         // (InfluxDB applies its own retention policies.)
         let alerts_task = tokio::spawn(alerts.clone().run(shutdown.clone()));
+        let runner_task = tokio::spawn(runner.clone().run(shutdown.clone()));
         Ok(Controller {
             gateway_addr,
             http_addr,
@@ -274,6 +287,7 @@ impl Controller {
                 prune_task,
                 alerts_task,
                 sessions_task,
+                runner_task,
             ],
         })
     }

@@ -568,7 +568,7 @@ async fn a_protocol_version_mismatch_is_refused_clearly_without_retries() {
         *m.lock().unwrap() = Some(ident);
     }
     let mut cfg = link_config(ctl.gateway_addr, store, Role::Monitor);
-    cfg.protocol_version = 2;
+    cfg.protocol_version = protocol::PROTOCOL_VERSION + 1;
     let started = std::time::Instant::now();
     let err = fatal(spawn(cfg)).await;
     assert!(

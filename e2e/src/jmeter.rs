@@ -406,6 +406,15 @@ pub struct TargetServer {
 
 impl TargetServer {
     pub fn start(handler: Handler) -> TargetServer {
+        Self::start_with(handler, true)
+    }
+
+    /// Answers through `handler` without keeping the requests (load runs).
+    pub fn start_counting(handler: Handler) -> TargetServer {
+        Self::start_with(handler, false)
+    }
+
+    fn start_with(handler: Handler, keep: bool) -> TargetServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener
             .set_nonblocking(true)
@@ -424,7 +433,7 @@ impl TargetServer {
                 let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
                     let handler = handler.clone();
                     let recorded = recorded.clone();
-                    async move { answer(req, &handler, &recorded).await }
+                    async move { answer(req, &handler, &recorded, keep).await }
                 });
                 tokio::select! {
                     r = axum::serve(listener, app) => r.expect("target server"),
@@ -454,6 +463,7 @@ async fn answer(
     req: axum::extract::Request,
     handler: &Handler,
     recorded: &Mutex<Vec<Recorded>>,
+    keep: bool,
 ) -> axum::response::Response {
     let at = Instant::now();
     let (parts, body) = req.into_parts();
@@ -484,7 +494,9 @@ async fn answer(
     let mut list = recorded.lock().expect("requests lock");
     r.seq = u32::try_from(list.len()).unwrap_or(u32::MAX);
     let reply = handler(&r);
-    list.push(r);
+    if keep {
+        list.push(r);
+    }
     drop(list);
     let mut resp = axum::response::Response::builder().status(reply.status);
     for (k, v) in &reply.headers {

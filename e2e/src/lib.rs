@@ -9,6 +9,7 @@ pub mod browser;
 pub mod influx;
 pub mod inproc;
 pub mod jmeter;
+pub mod loadlab;
 pub mod s3;
 pub mod smtp;
 pub mod sshd;

@@ -3,6 +3,7 @@
 //! - [`messages`]: the serde message enums, `Hello`/`Welcome`/`Rejected`,
 //!   the protocol version and ALPNs, QUIC close codes.
 //! - [`metrics`]: host samples and facts as agent-monitor sends them.
+//! - [`load`]: load-test tasks, results and files (agent-jmeter).
 //! - [`frame`]: length-prefixed bincode frames with a size cap.
 //! - [`endpoint`]: QUIC endpoints (quinn) over the rustls configs of `certs`.
 //! - [`link`]: the agent side: enroll, connect with mutual TLS, heartbeat,
@@ -17,11 +18,12 @@ pub mod cli;
 pub mod endpoint;
 pub mod frame;
 pub mod link;
+pub mod load;
 pub mod messages;
 pub mod metrics;
 
 pub use link::{
-    Backoff, BulkStream, IdentityStore, Link, LinkConfig, LinkError, LinkHandle, LinkState,
+    Backoff, BulkStream, IdentityStore, Link, LinkConfig, LinkError, LinkHandle, LinkState, Request,
 };
 pub use messages::{
     ALPN_AGENT, ALPN_ENROLL, AgentMsg, ControllerMsg, Hello, PROTOCOL_VERSION, close,

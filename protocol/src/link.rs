@@ -315,6 +315,39 @@ impl LinkHandle {
     }
 }
 
+/// A request of the agent's own on a bidirectional stream (fetching a task
+/// artifact): one message out, framed answers back until the controller
+/// finishes the stream.
+#[derive(Debug)]
+pub struct Request {
+    recv: quinn::RecvStream,
+}
+
+impl Request {
+    /// The next answer, `None` at the stream's end. Frames over `max`
+    /// bytes are refused.
+    pub async fn next(&mut self, max: usize) -> Result<Option<ControllerMsg>, LinkError> {
+        Ok(frame::read_frame(&mut self.recv, max).await?)
+    }
+}
+
+impl LinkHandle {
+    /// Sends `msg` on a new bidirectional stream and returns the way to
+    /// read its answers. Fails when not connected.
+    pub async fn request(&self, msg: &AgentMsg) -> Result<Request, LinkError> {
+        let conn = self
+            .conn
+            .borrow()
+            .clone()
+            .ok_or_else(|| LinkError::Connection("not connected".into()))?;
+        let (mut send, recv) = conn.open_bi().await?;
+        send.write_all(&frame::encode(msg)?).await?;
+        send.finish()
+            .map_err(|e| LinkError::Connection(e.to_string()))?;
+        Ok(Request { recv })
+    }
+}
+
 pub struct Link;
 
 impl Link {

@@ -10,7 +10,7 @@ use certs::{AgentId, Role};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to the messages below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// ALPN of enrolled agents: a client certificate is required.
 pub const ALPN_AGENT: &[u8] = b"myplatform/1";
@@ -105,10 +105,40 @@ pub enum AgentMsg {
         dropped_before: u64,
         samples: Vec<crate::metrics::HostSample>,
     },
+    /// agent-jmeter, after every connect and when it changes.
+    GeneratorStatus(crate::load::GeneratorStatus),
+    /// agent-jmeter: something happened to a task run here.
+    TaskEvent {
+        task_id: crate::load::TaskId,
+        event: crate::load::TaskEvent,
+    },
+    /// agent-jmeter, on a bulk stream: per-second results, in time order.
+    /// Re-sent after a reconnect; the controller keeps the first copy.
+    TaskSeconds {
+        task_id: crate::load::TaskId,
+        seconds: Vec<crate::load::LabelSecond>,
+    },
+    /// agent-jmeter, first frame of a bidirectional stream it opens: send
+    /// me this task's artifact (`ControllerMsg::ArtifactChunk`s follow).
+    FetchArtifact {
+        task_id: crate::load::TaskId,
+    },
+    /// agent-jmeter, on a bulk stream: part of a file the controller asked
+    /// for with `SendFile`; `last` ends it.
+    FileChunk {
+        request: u64,
+        data: Vec<u8>,
+        last: bool,
+    },
+    /// agent-jmeter: the file of a `SendFile` cannot be sent.
+    FileMissing {
+        request: u64,
+        reason: String,
+    },
 }
 
 /// Controller -> agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControllerMsg {
     Welcome {
         protocol_version: u32,
@@ -140,6 +170,29 @@ pub enum ControllerMsg {
     /// Drop the page cache now (available memory is low and the admin
     /// enabled cache cleaning for alerts). The agent rate-limits it.
     DropCaches,
+    /// agent-jmeter: run a share of a task.
+    StartTask(crate::load::StartTask),
+    /// agent-jmeter: the task's rate on this generator, samples per minute.
+    SetRate {
+        task_id: crate::load::TaskId,
+        per_min: f64,
+    },
+    /// agent-jmeter: stop the task (graceful, then killed).
+    StopTask {
+        task_id: crate::load::TaskId,
+    },
+    /// On an artifact stream: the next part of the artifact. The stream's
+    /// end is the artifact's end.
+    ArtifactChunk {
+        data: Vec<u8>,
+    },
+    /// agent-jmeter: upload a task file as `AgentMsg::FileChunk`s tagged
+    /// with `request`.
+    SendFile {
+        request: u64,
+        task_id: crate::load::TaskId,
+        file: crate::load::TaskFile,
+    },
 }
 
 /// Reads the protocol version out of an encoded `AgentMsg::Hello` (or

@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::GatewaySettings;
 use crate::inventory::{AgentFacts, Inventory, unix_now};
+use crate::loadtest::runner::Runner;
 use crate::metrics::Metrics;
 pub use registry::{LiveAgent, Registry};
 
@@ -53,6 +54,7 @@ pub enum Error {
 
 struct Shared {
     inventory: Arc<Inventory>,
+    runner: Arc<Runner>,
     metrics: Arc<Metrics>,
     ca: Arc<CertificateAuthority>,
     registry: Arc<Registry>,
@@ -67,11 +69,14 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// `registry` is made by the caller, who also gives it to `runner`.
     pub fn bind(
         settings: &GatewaySettings,
         inventory: Arc<Inventory>,
         ca: Arc<CertificateAuthority>,
         metrics: Arc<Metrics>,
+        registry: Arc<Registry>,
+        runner: Arc<Runner>,
     ) -> Result<Gateway, Error> {
         inventory.reset_online()?;
         let revoked = RevocationList::default();
@@ -82,9 +87,10 @@ impl Gateway {
             endpoint,
             shared: Arc::new(Shared {
                 inventory,
+                runner,
                 metrics,
                 ca,
-                registry: Arc::new(Registry::default()),
+                registry,
                 revoked,
                 heartbeat_secs: settings.heartbeat_secs,
                 cert_validity: Duration::from_secs(u64::from(settings.agent_cert_days) * 86_400),
@@ -368,6 +374,11 @@ async fn agent_session(shared: Arc<Shared>, conn: Connection) {
         agent_id.clone(),
         tx.clone(),
     ));
+    let requests = tokio::spawn(accept_requests(
+        shared.clone(),
+        conn.clone(),
+        agent_id.clone(),
+    ));
 
     let end = loop {
         match frame::read_frame::<_, AgentMsg>(&mut recv, MAX_CONTROL_FRAME).await {
@@ -391,12 +402,16 @@ async fn agent_session(shared: Arc<Shared>, conn: Connection) {
         }
     };
     bulk.abort();
+    requests.abort();
     writer.abort();
     // A replaced session leaves the record to its successor.
-    if shared.registry.remove(&agent_id, session)
-        && let Err(e) = shared.inventory.record_disconnect(&agent_id, unix_now())
-    {
-        warn!(%agent_id, error = %e, "cannot record last contact");
+    if shared.registry.remove(&agent_id, session) {
+        if let Err(e) = shared.inventory.record_disconnect(&agent_id, unix_now()) {
+            warn!(%agent_id, error = %e, "cannot record last contact");
+        }
+        if role == certs::Role::Jmeter {
+            shared.runner.on_disconnect(&agent_id.to_string());
+        }
     }
     info!(%agent_id, reason = %end, "agent disconnected");
 }
@@ -417,6 +432,18 @@ async fn accept_bulk(
         tokio::spawn(async move {
             loop {
                 match frame::read_frame::<_, AgentMsg>(&mut recv, MAX_BULK_FRAME).await {
+                    Ok(Some(AgentMsg::FileChunk {
+                        request,
+                        data,
+                        last,
+                    })) => {
+                        // Waits for the writer: a file arrives no faster
+                        // than it is stored.
+                        shared
+                            .runner
+                            .on_file_chunk(&agent_id.to_string(), request, data, last)
+                            .await;
+                    }
                     Ok(Some(msg)) => {
                         if let Err(reason) = dispatch(&shared, &agent_id, msg, &tx) {
                             refuse(&conn, None, close::PROTOCOL_ERROR, &reason).await;
@@ -438,6 +465,63 @@ async fn accept_bulk(
                 }
             }
         });
+    }
+}
+
+/// Requests an agent makes on bidirectional streams of its own: today
+/// only fetching a task artifact, sent in chunks on the same stream.
+async fn accept_requests(shared: Arc<Shared>, conn: Connection, agent_id: AgentId) {
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let shared = shared.clone();
+        let agent_id = agent_id.clone();
+        tokio::spawn(async move {
+            let first = tokio::time::timeout(
+                FIRST_FRAME_TIMEOUT,
+                frame::read_frame::<_, AgentMsg>(&mut recv, MAX_CONTROL_FRAME),
+            )
+            .await;
+            let answer = match first {
+                Ok(Ok(Some(AgentMsg::FetchArtifact { task_id }))) => {
+                    shared.runner.artifact_for(&agent_id.to_string(), task_id)
+                }
+                Ok(Ok(Some(_))) => Err("this stream takes FetchArtifact only".to_string()),
+                Ok(Err(e)) => Err(format!("bad request: {e}")),
+                Ok(Ok(None)) | Err(_) => return,
+            };
+            match answer {
+                Ok(path) => {
+                    if let Err(e) = send_artifact(&mut send, &path).await {
+                        warn!(%agent_id, error = %e, "sending an artifact failed");
+                    }
+                }
+                Err(reason) => {
+                    warn!(%agent_id, reason, "artifact request refused");
+                    let _ =
+                        frame::write_frame(&mut send, &ControllerMsg::Rejected { reason }).await;
+                }
+            }
+            let _ = send.finish();
+        });
+    }
+}
+
+async fn send_artifact(send: &mut SendStream, path: &std::path::Path) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = vec![0u8; protocol::load::ARTIFACT_CHUNK];
+    loop {
+        let n = f.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        let msg = ControllerMsg::ArtifactChunk {
+            data: buf[..n].to_vec(),
+        };
+        frame::write_frame(send, &msg)
+            .await
+            .map_err(|e| e.to_string())?;
     }
 }
 
@@ -477,6 +561,30 @@ fn dispatch(
             shared.metrics.set_facts(agent_id, facts);
             Ok(())
         }
+        AgentMsg::GeneratorStatus(status) => {
+            shared.runner.on_status(&agent_id.to_string(), status);
+            Ok(())
+        }
+        AgentMsg::TaskEvent { task_id, event } => {
+            shared
+                .runner
+                .on_event(&agent_id.to_string(), task_id, event);
+            Ok(())
+        }
+        AgentMsg::TaskSeconds { task_id, seconds } => {
+            shared
+                .runner
+                .on_seconds(&agent_id.to_string(), task_id, &seconds);
+            Ok(())
+        }
+        AgentMsg::FileMissing { request, reason } => {
+            shared
+                .runner
+                .on_file_missing(&agent_id.to_string(), request, reason);
+            Ok(())
+        }
+        AgentMsg::FileChunk { .. } => Err("FileChunk belongs on a bulk stream".into()),
+        AgentMsg::FetchArtifact { .. } => Err("FetchArtifact opens a stream of its own".into()),
         AgentMsg::Hello(_) => Err("Hello is only valid as the first frame".into()),
         AgentMsg::Enroll { .. } => Err("Enroll is only valid on the enrollment protocol".into()),
     }

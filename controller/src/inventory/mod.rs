@@ -21,11 +21,15 @@ mod journal;
 pub mod model;
 mod people;
 mod plans;
+mod tasks;
 
 pub use estate::{CredentialChange, Group, LinkedAgent, Room, Server, ServerInput};
 pub use journal::{AuditEntry, SessionEnd, ShellSessionRecord};
 pub use people::{ApiTokenInfo, Principal, SessionRecord, User};
 pub use plans::{PlanFile, PlanKind, StoredBundle, StoredPlan};
+pub use tasks::{
+    GeneratorStatus, NewTask, SecondRow, StoredTask, TaskAction, TaskGenerator, TaskStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -231,6 +235,61 @@ const MIGRATIONS: &[&str] = &[
         sha256       TEXT NOT NULL,
         uploaded_at  INTEGER NOT NULL,
         PRIMARY KEY (plan_id, name)
+     );",
+    // 8: load-test tasks (see tasks.rs): one row per run, its generators,
+    // who did what, and per-second results per generator and label.
+    "CREATE TABLE tasks (
+        id               INTEGER PRIMARY KEY,
+        plan_id          INTEGER REFERENCES plans (id) ON DELETE SET NULL,
+        plan_name        TEXT NOT NULL,
+        room_id          INTEGER REFERENCES rooms (id) ON DELETE SET NULL,
+        settings         TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        target           REAL NOT NULL,
+        threads          INTEGER NOT NULL DEFAULT 0,
+        artifact_sha256  TEXT,
+        artifact_size    INTEGER,
+        next_step        INTEGER NOT NULL DEFAULT 0,
+        created_by       TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        started_at       INTEGER,
+        ends_at          INTEGER,
+        ended_at         INTEGER,
+        error            TEXT,
+        totals           TEXT
+     );
+     CREATE INDEX tasks_status ON tasks (status);
+     CREATE TABLE task_generators (
+        task_id          INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+        agent_id         TEXT NOT NULL,
+        hostname         TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        per_min          REAL,
+        pid              INTEGER,
+        jmeter_version   TEXT,
+        message          TEXT,
+        joined_at        INTEGER NOT NULL,
+        ended_at         INTEGER,
+        PRIMARY KEY (task_id, agent_id)
+     );
+     CREATE TABLE task_actions (
+        id       INTEGER PRIMARY KEY,
+        task_id  INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+        at       INTEGER NOT NULL,
+        who      TEXT NOT NULL,
+        action   TEXT NOT NULL
+     );
+     CREATE INDEX task_actions_task ON task_actions (task_id);
+     CREATE TABLE task_seconds (
+        task_id   INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+        agent_id  TEXT NOT NULL,
+        sec       INTEGER NOT NULL,
+        label     TEXT NOT NULL,
+        count     INTEGER NOT NULL,
+        errors    INTEGER NOT NULL,
+        bytes     INTEGER NOT NULL,
+        hist      BLOB NOT NULL,
+        UNIQUE (task_id, agent_id, sec, label)
      );",
 ];
 

@@ -6,7 +6,11 @@
 //! must exist before a CSV data set uses it, and must match the delimiter
 //! it declares; deleting a plan deletes its files). The plan model,
 //! validation and JMeter files are `loadplan`'s; who may do what is
-//! `auth::policy`'s; HTTP is `web`'s.
+//! `auth::policy`'s; HTTP is `web`'s. Running plans on generators is
+//! [`runner`]'s; merging their per-second results is [`results`]'.
+
+pub mod results;
+pub mod runner;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -111,6 +115,9 @@ pub struct RunFiles {
     pub size: u64,
     pub notes: Vec<loadplan::jmx::Note>,
     pub properties: Vec<Vec<String>>,
+    /// The same per generator, as values (the runner re-splits them).
+    #[serde(skip)]
+    pub run: Vec<loadplan::jmx::RunProperties>,
 }
 
 /// Something a .jmx import left out or changed, for the user.
@@ -405,9 +412,8 @@ impl Plans {
             };
         let prepared = loadplan::jmx::prepare(&jmx, &stored.plan.run, &self.settings.sizing())?;
         let generators = stored.plan.run.generators.max(1);
-        let properties = (0..generators)
-            .map(|i| prepared.properties(i).to_args())
-            .collect();
+        let run: Vec<_> = (0..generators).map(|i| prepared.properties(i)).collect();
+        let properties = run.iter().map(|p| p.to_args()).collect();
         let limits = self.settings.zip;
         let dest = dest.to_path_buf();
         let notes = prepared.notes.clone();
@@ -433,6 +439,7 @@ impl Plans {
             size: artifact.size,
             notes,
             properties,
+            run,
         })
     }
 

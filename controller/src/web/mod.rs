@@ -21,6 +21,7 @@ pub mod pages;
 pub mod plans;
 pub mod serve;
 mod shell;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -72,6 +73,7 @@ pub struct AppState {
     pub shell_spool: std::path::PathBuf,
     pub files: crate::files::FileStore,
     pub plans: crate::loadtest::Plans,
+    pub runner: Arc<crate::loadtest::runner::Runner>,
     /// Where uploads are spooled before they are checked and stored.
     pub upload_spool: std::path::PathBuf,
 }
@@ -180,6 +182,32 @@ pub fn router(state: AppState) -> Router {
             "/api/plans/{id}/files/{name}",
             get(plans::file_get).delete(plans::file_delete),
         )
+        .route("/api/plans/{id}/run", post(tasks::run_plan))
+        .route("/api/tasks", get(tasks::list))
+        .route("/api/rooms/{id}/generators", get(tasks::room_generators))
+        .route("/api/tasks/{id}", get(tasks::get_one).delete(tasks::delete))
+        .route("/api/tasks/{id}/stop", post(tasks::stop))
+        .route("/api/tasks/{id}/rate", post(tasks::rate))
+        .route("/api/tasks/{id}/series", get(tasks::series))
+        .route("/api/tasks/{id}/live", get(tasks::live))
+        .route("/api/tasks/{id}/artifact", get(tasks::artifact))
+        .route("/api/tasks/{id}/generators", post(tasks::attach))
+        .route(
+            "/api/tasks/{id}/generators/{agent}/stop",
+            post(tasks::generator_stop),
+        )
+        .route(
+            "/api/tasks/{id}/generators/{agent}/rate",
+            post(tasks::generator_rate),
+        )
+        .route(
+            "/api/tasks/{id}/generators/{agent}/log",
+            get(tasks::generator_log),
+        )
+        .route(
+            "/api/tasks/{id}/generators/{agent}/jtl",
+            get(tasks::generator_jtl),
+        )
         .route("/api/agents", get(monitoring::agents))
         .route("/api/hosts", get(monitoring::hosts))
         .route("/api/hosts/{id}/series", get(monitoring::host_series))
@@ -201,6 +229,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", get(pages::tokens))
         .route("/plans", get(plans::list_page))
         .route("/plans/{id}", get(plans::editor_page))
+        .route("/tasks", get(tasks::list_page))
+        .route("/tasks/{id}", get(tasks::task_page))
         .route("/groups", get(pages::groups))
         .route("/groups/{id}", get(pages::group))
         .route("/rooms", get(pages::rooms))

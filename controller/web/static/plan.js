@@ -647,7 +647,46 @@
     toast.timer = setTimeout(() => { t.className = ''; }, 3000);
   }
 
+  // Run: the saved plan becomes a task (unsaved changes are saved first;
+  // a save with problems runs nothing) and its page follows. A refusal
+  // (not enough idle generators, a plan that cannot run) is shown whole.
+  const runError = document.getElementById('plan-run-error');
+  async function run() {
+    if (!state.plan) return;
+    runError.hidden = true;
+    if (state.dirty) {
+      await save();
+      if (state.dirty || state.problems.length) return;
+    }
+    const r0 = state.plan.run;
+    const what = r0.schedule.type === 'automatic' ? 'Schedule' : 'Start';
+    if (!confirm(`${what} a load test of plan ${state.plan.name} on ${r0.generators} load generator(s)?`)) return;
+    const button = document.getElementById('plan-run');
+    button.disabled = true;
+    try {
+      const r = await call('POST', `/api/plans/${ctx.id}/run`);
+      if (r.ok) {
+        location.href = `${PREFIX}/tasks/${r.data.id}`;
+        return;
+      }
+      const problems = Array.isArray(r.data.problems) ? r.data.problems : [];
+      runError.replaceChildren(
+        h('strong', {}, 'Did not run: '),
+        h('span', {}, r.data.error || `failed (${r.status})`),
+        problems.length ? h('ul', {}, problems.map((p) => h('li', {},
+          p.field ? h('a', { onclick: () => select(nodeOfField(p.field)) }, p.field) : null,
+          p.field ? `: ${p.message}` : p.message))) : null);
+      runError.hidden = false;
+    } catch (e) {
+      runError.replaceChildren(h('strong', {}, 'Did not run: '), h('span', {}, e.message));
+      runError.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   document.getElementById('plan-save').addEventListener('click', save);
+  document.getElementById('plan-run').addEventListener('click', run);
   document.addEventListener('keydown', (e) => {
     if ((e.ctrlKey || e.metaKey) && e.key === 's') {
       e.preventDefault();

@@ -1,4 +1,5 @@
-// The plan list: create a plan and open it in the editor, copy a plan.
+// The plan list: create a plan and open it in the editor, copy a plan,
+// run a plan (its task page follows; a refusal is shown above the list).
 'use strict';
 (() => {
   const PREFIX = document.querySelector('meta[name="prefix"]').content;
@@ -87,6 +88,50 @@
     } catch (e) {
       fail(imp, e.message);
     }
+  });
+
+  // Run: a task starts now (or waits for the plan's schedule) and its page
+  // follows. A refusal (not enough idle generators, a plan that cannot run)
+  // is shown whole, with each problem of the plan on a line.
+  const runError = document.getElementById('plans-run-error');
+  document.addEventListener('click', async (ev) => {
+    const b = ev.target.closest('button[data-plan-run]');
+    if (!b) return;
+    const d = b.dataset;
+    const what = d.planAutomatic ? 'Schedule' : 'Start';
+    if (!confirm(`${what} a load test of plan ${d.planName} on ${d.planGenerators} load generator(s)?`)) return;
+    runError.hidden = true;
+    b.disabled = true;
+    const r = await fetch(`${PREFIX}/api/plans/${d.planRun}/run`, {
+      method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf() },
+    }).catch((e) => ({ ok: false, status: 0, json: async () => ({ error: `cannot reach the controller: ${e.message}` }) }));
+    if (r.status === 401) {
+      location.href = `${PREFIX}/login?expired=1`;
+      return;
+    }
+    const v = await r.json().catch(() => ({}));
+    if (r.ok) {
+      location.href = `${PREFIX}/tasks/${v.id}`;
+      return;
+    }
+    b.disabled = false;
+    const head = document.createElement('strong');
+    head.textContent = `Plan ${d.planName} did not run: `;
+    const msg = document.createElement('span');
+    msg.textContent = v.error || `${r.status} ${r.statusText}`;
+    const kids = [head, msg];
+    if (Array.isArray(v.problems) && v.problems.length) {
+      const list = document.createElement('ul');
+      for (const p of v.problems) {
+        const li = document.createElement('li');
+        li.textContent = p.field ? `${p.field}: ${p.message}` : p.message;
+        list.append(li);
+      }
+      kids.push(list);
+    }
+    runError.replaceChildren(...kids);
+    runError.hidden = false;
+    runError.scrollIntoView({ block: 'nearest' });
   });
 
   document.addEventListener('click', async (ev) => {
