@@ -413,15 +413,17 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
         .wait_status(id, "running", Duration::from_secs(60))
         .await;
     let runner = t["generators"][0]["agent_id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let (_, s) = lab
-        .call(M::GET, &format!("/api/tasks/{id}/series"), None)
-        .await;
-    eprintln!("DEBUG series {s}\nDEBUG target total {}", target.total());
-    for g in &lab.generators {
-        eprintln!("DEBUG log {}:\n{}", g.id, g.proc.log());
-    }
-    eprintln!("DEBUG controller {}", lab.controller_log());
+    wait_for(
+        "the generator's first results",
+        Duration::from_secs(30),
+        || async {
+            let (_, s) = lab
+                .call(M::GET, &format!("/api/tasks/{id}/series"), None)
+                .await;
+            (!s["total"].as_array()?.is_empty()).then_some(())
+        },
+    )
+    .await;
     for bad_rate in [json!({"tps": 0}), json!({"tps": -5}), json!({"tps": 1e12})] {
         let (st, v) = lab
             .call(
