@@ -537,3 +537,60 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
     assert!(g["message"].as_str().unwrap().contains("restarted"), "{g}");
     assert!(t["task"]["totals"]["samples"].as_u64().unwrap() > 0, "{t}");
 }
+
+/// The task pages in real headless Chromium against a live run: the Run
+/// button's refusal, the live chart, a rate change, hot-attach and stop
+/// (scenario in `e2e/browser/tasks.mjs`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_task_pages_steer_a_live_run_in_chromium() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let target = RateTarget::start();
+    let lab = LoadLab::start(3).await;
+    lab.cli.add_user("root", "root password 123", true);
+    let plan = lab.tps_plan("live", &target, 20.0, 180, 2).await;
+    let bad = lab.tps_plan("too-big", &target, 20.0, 60, 2).await;
+    let (st, v) = lab
+        .call(M::POST, &format!("/api/plans/{plan}/run"), None)
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    lab.wait_status(id, "running", Duration::from_secs(60))
+        .await;
+    let base = lab.base.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        e2e::browser::run_script(
+            &e2e::browser::script("tasks.mjs"),
+            &[
+                ("URL", base),
+                ("ADMIN_NAME", "root".into()),
+                ("ADMIN_PASSWORD", "root password 123".into()),
+                ("TASK_ID", id.to_string()),
+                ("PLAN_ID", plan.to_string()),
+                ("BAD_PLAN_ID", bad.to_string()),
+                ("NEW_TPS", "30".into()),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    eprintln!("{}", run.stdout);
+    let t = lab
+        .wait_status(id, "finished", Duration::from_secs(60))
+        .await;
+    assert!(
+        t["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["who"] == "root"
+                && a["action"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("changed TPS to 30")),
+        "{t}"
+    );
+    wait_for("no JMeter left", Duration::from_secs(20), || async {
+        lab.java_processes().is_empty().then_some(())
+    })
+    .await;
+}
