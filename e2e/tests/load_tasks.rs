@@ -536,6 +536,61 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
     assert_eq!(g["status"], "failed", "{t}");
     assert!(g["message"].as_str().unwrap().contains("restarted"), "{g}");
     assert!(t["task"]["totals"]["samples"].as_u64().unwrap() > 0, "{t}");
+
+    // Thread mode: the threads are fixed, so a rate change is refused.
+    let threads = lab.tps_plan("threads", &target, 10.0, 60, 1).await;
+    let (_, p) = lab
+        .call(M::GET, &format!("/api/plans/{threads}"), None)
+        .await;
+    let mut doc = p["plan"].clone();
+    doc["run"]["load"] = json!({"type": "threads", "threads": 2});
+    let (st, v) = lab
+        .call(
+            M::PUT,
+            &format!("/api/plans/{threads}"),
+            Some(json!({"revision": p["revision"], "plan": doc})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = lab
+        .call(M::POST, &format!("/api/plans/{threads}/run"), None)
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let t = lab
+        .wait_status(id, "running", Duration::from_secs(60))
+        .await;
+    assert!(
+        t["actions"]
+            .to_string()
+            .contains("2 threads per thread group"),
+        "{t}"
+    );
+    let (st, v) = lab
+        .call(
+            M::POST,
+            &format!("/api/tasks/{id}/rate"),
+            Some(json!({"tps": 5})),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("fixed number of threads"),
+        "{v}"
+    );
+    let (st, _) = lab
+        .call(M::POST, &format!("/api/tasks/{id}/stop"), None)
+        .await;
+    assert_eq!(st, 200);
+    lab.wait_status(id, "finished", Duration::from_secs(60))
+        .await;
+    let (st, v) = lab.call(M::DELETE, &format!("/api/tasks/{id}"), None).await;
+    assert_eq!(st, 204, "{v}");
+    let (st, _) = lab.call(M::GET, &format!("/api/tasks/{id}"), None).await;
+    assert_eq!(st, 404);
 }
 
 /// The task pages in real headless Chromium against a live run: the Run

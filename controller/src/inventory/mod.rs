@@ -29,6 +29,7 @@ pub use people::{ApiTokenInfo, Principal, SessionRecord, User};
 pub use plans::{PlanFile, PlanKind, StoredBundle, StoredPlan};
 pub use tasks::{
     GeneratorStatus, NewTask, SecondRow, StoredTask, TaskAction, TaskGenerator, TaskStatus,
+    generator_name,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -277,7 +278,8 @@ const MIGRATIONS: &[&str] = &[
         task_id  INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
         at       INTEGER NOT NULL,
         who      TEXT NOT NULL,
-        action   TEXT NOT NULL
+        action   TEXT NOT NULL,
+        target   REAL
      );
      CREATE INDEX task_actions_task ON task_actions (task_id);
      CREATE TABLE task_seconds (

@@ -148,11 +148,26 @@ pub struct TaskGenerator {
     pub ended_at: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl TaskGenerator {
+    /// How actions and messages name it: hosts often share a name.
+    pub fn name(&self) -> String {
+        generator_name(&self.hostname, &self.agent_id)
+    }
+}
+
+/// `host (agent id)`.
+pub fn generator_name(hostname: &str, agent_id: &str) -> String {
+    format!("{hostname} ({agent_id})")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskAction {
     pub at: u64,
     pub who: String,
     pub action: String,
+    /// The task's total target (TPS or threads) from this action on, when
+    /// the action changed it: the target line of the charts.
+    pub target: Option<f64>,
 }
 
 /// One stored second of one label on one generator.
@@ -374,6 +389,7 @@ impl Inventory {
         from: u32,
         next: u32,
         action: &str,
+        target: Option<f64>,
         now: u64,
     ) -> Result<bool> {
         self.with(|c| {
@@ -384,8 +400,9 @@ impl Inventory {
             )?;
             if n == 1 {
                 tx.execute(
-                    "INSERT INTO task_actions (task_id, at, who, action) VALUES (?1, ?2, 'schedule', ?3)",
-                    params![id, now as i64, action],
+                    "INSERT INTO task_actions (task_id, at, who, action, target)
+                     VALUES (?1, ?2, 'schedule', ?3, ?4)",
+                    params![id, now as i64, action, target],
                 )?;
             }
             tx.commit()?;
@@ -393,11 +410,20 @@ impl Inventory {
         })
     }
 
-    pub fn log_task_action(&self, id: i64, who: &str, action: &str, now: u64) -> Result<()> {
+    /// Logs an action; `target` when it set the task's total target.
+    pub fn log_task_action(
+        &self,
+        id: i64,
+        who: &str,
+        action: &str,
+        target: Option<f64>,
+        now: u64,
+    ) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO task_actions (task_id, at, who, action) VALUES (?1, ?2, ?3, ?4)",
-                params![id, now as i64, who, action],
+                "INSERT INTO task_actions (task_id, at, who, action, target)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, now as i64, who, action, target],
             )
             .map(drop)
         })
@@ -406,13 +432,14 @@ impl Inventory {
     pub fn task_actions(&self, id: i64) -> Result<Vec<TaskAction>> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT at, who, action FROM task_actions WHERE task_id = ?1 ORDER BY id",
+                "SELECT at, who, action, target FROM task_actions WHERE task_id = ?1 ORDER BY id",
             )?;
             let rows = st.query_map([id], |r| {
                 Ok(TaskAction {
                     at: r.get::<_, i64>(0)?.max(0) as u64,
                     who: r.get(1)?,
                     action: r.get(2)?,
+                    target: r.get(3)?,
                 })
             })?;
             rows.collect()

@@ -71,6 +71,13 @@ pub struct Candidate {
     pub jmeter_version: Option<String>,
 }
 
+impl Candidate {
+    /// How actions and messages name it: hosts often share a name.
+    pub fn name(&self) -> String {
+        crate::inventory::generator_name(&self.hostname, &self.agent_id)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskDetail {
     pub task: StoredTask,
@@ -158,8 +165,16 @@ impl Runner {
     }
 
     fn log(&self, id: i64, who: &str, action: &str) {
+        self.log_target(id, who, action, None);
+    }
+
+    /// Logs an action that set the task's total target.
+    fn log_target(&self, id: i64, who: &str, action: &str, target: Option<f64>) {
         info!(task = id, who, action, "task action");
-        if let Err(e) = self.inventory.log_task_action(id, who, action, unix_now()) {
+        if let Err(e) = self
+            .inventory
+            .log_task_action(id, who, action, target, unix_now())
+        {
             warn!(task = id, error = %e, "cannot log a task action");
         }
     }
@@ -249,15 +264,15 @@ impl Runner {
         let mut why = Vec::new();
         for c in &all {
             match c.state.as_str() {
-                "offline" => why.push(format!("{} is not connected", c.hostname)),
+                "offline" => why.push(format!("{} is not connected", c.name())),
                 "busy" => why.push(format!(
                     "{} runs task {}",
-                    c.hostname,
+                    c.name(),
                     c.busy_task.unwrap_or_default()
                 )),
                 "unusable" => why.push(format!(
                     "{} cannot run JMeter: {}",
-                    c.hostname,
+                    c.name(),
                     c.problem.as_deref().unwrap_or("")
                 )),
                 _ => {}
@@ -387,7 +402,7 @@ impl Runner {
                 duration_secs: task.settings.duration_secs,
             };
             self.send_start(&task, &c.agent_id, &props, &sha, size);
-            names.push(c.hostname.clone());
+            names.push(c.name());
         }
         let what = match share {
             Some(s) => format!(
@@ -402,11 +417,11 @@ impl Runner {
                 run.first().map(|p| p.threads).unwrap_or(task.threads)
             ),
         };
+        let target = task.target * f64::from(percent) / 100.0;
         if percent != 100 {
-            self.inventory
-                .set_task_target(id, task.target * f64::from(percent) / 100.0)?;
+            self.inventory.set_task_target(id, target)?;
         }
-        self.log(id, who, &what);
+        self.log_target(id, who, &what, Some(target));
         Ok(())
     }
 
@@ -518,7 +533,7 @@ impl Runner {
         self.tps_task(id)?;
         let gens = self.active(id)?;
         let each = self.split(id, tps, &gens)?;
-        self.log(
+        self.log_target(
             id,
             who,
             &format!(
@@ -527,6 +542,7 @@ impl Runner {
                 fmt_tps(each),
                 gens.len()
             ),
+            Some(tps),
         );
         self.notify();
         Ok(())
@@ -568,15 +584,16 @@ impl Runner {
             })
             .sum();
         self.inventory.set_task_target(id, total)?;
-        self.log(
+        self.log_target(
             id,
             who,
             &format!(
                 "changed the TPS of {} to {} (task total {})",
-                g.hostname,
+                g.name(),
                 fmt_tps(tps),
                 fmt_tps(total)
             ),
+            Some(total),
         );
         self.notify();
         Ok(())
@@ -609,7 +626,7 @@ impl Runner {
         if c.state != "idle" {
             return Err(TaskError::Conflict(format!(
                 "{} is {}{}",
-                c.hostname,
+                c.name(),
                 c.state,
                 c.problem
                     .as_deref()
@@ -652,13 +669,17 @@ impl Runner {
         let what = match each {
             Some(e) => format!(
                 "attached {} ({} TPS on each of {} generators)",
-                c.hostname,
+                c.name(),
                 fmt_tps(e / 60.0),
                 gens.len() + 1
             ),
-            None => format!("attached {} with {} threads", c.hostname, task.threads),
+            None => format!("attached {} with {} threads", c.name(), task.threads),
         };
-        self.log(id, who, &what);
+        let target = match each {
+            Some(_) => None,
+            None => Some(task.target + f64::from(task.threads)),
+        };
+        self.log_target(id, who, &what, target);
         self.notify();
         Ok(c.agent_id)
     }
@@ -689,12 +710,12 @@ impl Runner {
             let each = self.split(id, task.target, &rest)?;
             format!(
                 "stopped {} ({} TPS on each of the {} left)",
-                g.hostname,
+                g.name(),
                 fmt_tps(each),
                 rest.len()
             )
         } else {
-            format!("stopped {}", g.hostname)
+            format!("stopped {}", g.name())
         };
         self.log(id, who, &what);
         self.notify();
@@ -845,7 +866,7 @@ impl Runner {
                             Some(""),
                             now,
                         );
-                        self.log(task.id, "controller", &format!("{} is back", g.hostname));
+                        self.log(task.id, "controller", &format!("{} is back", g.name()));
                     } else if g.status == GeneratorStatus::Starting {
                         let _ = self.inventory.set_generator_started(
                             task.id,
@@ -907,7 +928,7 @@ impl Runner {
                         self.log(
                             task.id,
                             "controller",
-                            &format!("{} restarted and no longer runs the task", g.hostname),
+                            &format!("{} restarted and no longer runs the task", g.name()),
                         );
                         self.check_over(task.id);
                     }
@@ -954,7 +975,7 @@ impl Runner {
             }
             TaskEvent::RateSet { .. } => {}
             TaskEvent::Refused { reason } => {
-                self.log(id, &g.hostname, &format!("refused: {reason}"));
+                self.log(id, &g.name(), &format!("refused: {reason}"));
             }
             TaskEvent::Ended { reason, exit } => {
                 if g.status.is_active() || g.status == GeneratorStatus::Lost {
@@ -966,7 +987,7 @@ impl Runner {
                         Some(&msg),
                         now,
                     );
-                    self.log(id, &g.hostname, &msg);
+                    self.log(id, &g.name(), &msg);
                     self.check_over(id);
                 }
             }
@@ -986,7 +1007,7 @@ impl Runner {
                         Some(&msg),
                         now,
                     );
-                    self.log(id, &g.hostname, &format!("failed: {msg}"));
+                    self.log(id, &g.name(), &format!("failed: {msg}"));
                     self.check_over(id);
                 }
             }
@@ -1218,7 +1239,7 @@ impl Runner {
                     "controller",
                     &format!(
                         "{} lost (no contact for {LOST_AFTER_SECS} s); the others keep their rate",
-                        g.hostname
+                        g.name()
                     ),
                 );
                 self.check_over(task.id);
@@ -1241,6 +1262,10 @@ impl Runner {
             return;
         };
         let skipped = i - from;
+        let step_target = match task.settings.load {
+            Load::Tps { tps } => Some(tps * f64::from(step.percent) / 100.0),
+            Load::Threads { .. } => None,
+        };
         let action = format!(
             "step {} of {}: {}% of the target{}",
             i + 1,
@@ -1252,10 +1277,14 @@ impl Runner {
                 String::new()
             }
         );
-        match self
-            .inventory
-            .advance_task_schedule(task.id, from as u32, i as u32 + 1, &action, now)
-        {
+        match self.inventory.advance_task_schedule(
+            task.id,
+            from as u32,
+            i as u32 + 1,
+            &action,
+            step_target,
+            now,
+        ) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {

@@ -308,8 +308,9 @@ pub struct LiveQuery {
 
 /// Server-sent events of a task: `series` (points of the seconds that
 /// changed: whole on connect, then only new or completed seconds, each
-/// with `row` to resume from) and `task` (the task view when it changed).
-/// Ends after the task is over and its last seconds were sent.
+/// with `row` to resume from), `task` (the task view when it changed) and
+/// `end` once the task is over and its last seconds were sent; then the
+/// stream closes.
 pub async fn live(
     caller: ApiCaller,
     State(st): State<AppState>,
@@ -397,6 +398,8 @@ impl LiveState {
             }
         }
         if over {
+            // Said outright: EventSource would otherwise reconnect.
+            out.push(Event::default().event("end").data("{}"));
             self.done = true;
         }
         out

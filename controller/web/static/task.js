@@ -121,9 +121,9 @@
     row: 0,
     // '' = all generators, else an agent id.
     selected: '',
-    // The target TPS as seen over time, per view key: [[sec, tps]...].
-    // The API keeps no history of it, so the line starts where the page
-    // first saw it (seconds before the page was opened have none).
+    // The target TPS over time, per view key: [[sec, tps]...]. The task's
+    // own comes from the actions that set it (`target`); a generator's
+    // share starts where the page first saw it.
     targets: new Map(),
     actionsSeen: 0,
     over: false,
@@ -408,8 +408,12 @@
     // view brings a new one; what the first view shows starts now.
     const newest = !first && v.actions.length > state.actionsSeen ? v.actions[v.actions.length - 1].at : now();
     state.actionsSeen = v.actions.length;
+    if (v.tps_mode) {
+      const history = v.actions.filter((a) => a.target !== null && a.target !== undefined).map((a) => [a.at, a.target]);
+      if (history.length) state.targets.set('', history);
+      else if (!state.over) noteTarget('', v.task.target, newest);
+    }
     if (v.tps_mode && !state.over) {
-      noteTarget('', v.task.target, newest);
       for (const g of v.generators) {
         const active = GEN_ACTIVE.has(g.status);
         if (g.per_min !== null && g.per_min !== undefined) noteTarget(g.agent_id, active ? g.per_min / 60 : 0, active ? newest : (g.ended_at || newest));
@@ -458,6 +462,13 @@
     };
     source.addEventListener('task', (e) => applyView(JSON.parse(e.data)));
     source.addEventListener('series', (e) => applySeries(JSON.parse(e.data)));
+    // The server says when the task is over; the stream then closes.
+    source.addEventListener('end', () => {
+      state.over = true;
+      source.close();
+      source = null;
+      $('task-live').textContent = 'over';
+    });
     // The stream ends after the task is over; otherwise it broke: check
     // the task (a lost session goes to the login) and resume.
     source.onerror = () => {
