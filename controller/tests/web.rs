@@ -390,6 +390,46 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
             Some(&unnamed_plan),
             [401, 422, 422, 422],
         ),
+        // load-test tasks: every signed-in user
+        (M::GET, "/tasks".into(), None, [303, 200, 200, 200]),
+        (M::GET, "/tasks/999999".into(), None, [303, 404, 404, 404]),
+        (M::GET, "/api/tasks".into(), None, [401, 200, 200, 200]),
+        (
+            M::GET,
+            "/api/tasks/999999".into(),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            M::POST,
+            "/api/plans/999999/run".into(),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            M::POST,
+            "/api/tasks/999999/stop".into(),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            M::GET,
+            "/api/tasks/999999/series".into(),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            M::GET,
+            "/api/tasks/999999/live".into(),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            M::GET,
+            "/api/rooms/999999/generators".into(),
+            None,
+            [401, 200, 200, 200],
+        ),
         (M::GET, "/static/app.js".into(), None, [200, 200, 200, 200]),
         (
             M::GET,

@@ -483,6 +483,20 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
         failed["message"].as_str().unwrap().contains("checksum"),
         "{failed}"
     );
+    // Its share went back to the one that runs.
+    wait_for(
+        "the share back on the runner",
+        Duration::from_secs(10),
+        || async {
+            let t = lab.task(id).await;
+            t["generators"]
+                .as_array()?
+                .iter()
+                .any(|g| g["agent_id"] == runner.as_str() && g["per_min"] == 1200.0)
+                .then_some(())
+        },
+    )
+    .await;
 
     // The running generator's agent dies: lost after a while, the task
     // says so; when the agent comes back without the run, it is closed.
@@ -537,13 +551,45 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
     assert!(g["message"].as_str().unwrap().contains("restarted"), "{g}");
     assert!(t["task"]["totals"]["samples"].as_u64().unwrap() > 0, "{t}");
 
-    // Thread mode: the threads are fixed, so a rate change is refused.
-    let threads = lab.tps_plan("threads", &target, 10.0, 60, 1).await;
+    // An uploaded JMeter zip runs too, here in thread mode: the threads
+    // are fixed, so a rate change is refused.
+    let editor = lab.tps_plan("for-export", &target, 10.0, 60, 1).await;
+    let jmx = e2e::http()
+        .get(format!("{}/api/plans/{editor}/jmx", lab.base))
+        .bearer_auth(&lab.token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let zip_path = lab.dir.path().join("uploaded.zip");
+    {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        w.start_file("uploaded.jmx", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(&jmx).unwrap();
+        w.finish().unwrap();
+    }
+    let (st, body) = e2e::curl(
+        &lab.token,
+        &[
+            "-F",
+            &format!("file=@{}", zip_path.display()),
+            &format!("{}/api/plans/upload", lab.base),
+        ],
+    );
+    assert_eq!(st, 201, "{body}");
+    let threads = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
     let (_, p) = lab
         .call(M::GET, &format!("/api/plans/{threads}"), None)
         .await;
     let mut doc = p["plan"].clone();
-    doc["run"]["load"] = json!({"type": "threads", "threads": 2});
+    doc["run"] = json!({"load": {"type": "threads", "threads": 2}, "duration_secs": 60,
+                        "room_id": lab.room, "generators": 1});
     let (st, v) = lab
         .call(
             M::PUT,
@@ -566,6 +612,13 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
             .contains("2 threads per thread group"),
         "{t}"
     );
+    let before = target.total();
+    wait_for(
+        "the uploaded plan's requests",
+        Duration::from_secs(30),
+        || async { (target.total() > before + 20).then_some(()) },
+    )
+    .await;
     let (st, v) = lab
         .call(
             M::POST,

@@ -1008,11 +1008,41 @@ impl Runner {
                         now,
                     );
                     self.log(id, &g.name(), &format!("failed: {msg}"));
+                    if g.pid.is_none() {
+                        self.take_over_share(id);
+                    }
                     self.check_over(id);
                 }
             }
         }
         self.notify();
+    }
+
+    /// A generator that never ran gives its share back: the running ones
+    /// split the task's target again (a lost one keeps its share: it may
+    /// still be sending).
+    fn take_over_share(&self, id: i64) {
+        let Ok(task) = self.task(id) else { return };
+        if !matches!(task.settings.load, Load::Tps { .. })
+            || !matches!(task.status, TaskStatus::Starting | TaskStatus::Running)
+        {
+            return;
+        }
+        let Ok(gens) = self.active(id) else { return };
+        if gens.is_empty() {
+            return;
+        }
+        if let Ok(each) = self.split(id, task.target, &gens) {
+            self.log(
+                id,
+                "controller",
+                &format!(
+                    "{} TPS on each of the {} running generator(s)",
+                    fmt_tps(each),
+                    gens.len()
+                ),
+            );
+        }
     }
 
     pub fn on_seconds(&self, agent: &str, task_id: u64, seconds: &[protocol::load::LabelSecond]) {
