@@ -59,7 +59,8 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 const DEMO_PASSWORD_FILE: &str = "demo-admin-password";
 
 /// First run: an admin user, a group, a room and this machine as a server,
-/// so the monitor agent links to it and the server list shows its facts.
+/// so the monitor agent links to it and the server list shows its facts,
+/// and a small load-test plan for the JMeter agent.
 /// Returns the admin password.
 fn seed(ctl: &Controller, data_dir: &std::path::Path) -> anyhow::Result<String> {
     use crate::inventory::model::{AppIdentifier, Name, RoomPurpose, ServerAddr};
@@ -92,6 +93,23 @@ fn seed(ctl: &Controller, data_dir: &std::path::Path) -> anyhow::Result<String> 
             },
             &ctl.vault,
         )?;
+        // A load test to try at once: the demo's JMeter agent links to
+        // this-machine, so it is a load generator of the room. It loads
+        // the controller's own health check, lightly.
+        let plan: loadplan::TestPlan = serde_json::from_value(serde_json::json!({
+            "name": "demo: health check",
+            "comment": "20 requests/s for 2 minutes on this machine's JMeter agent (needs JMeter: see README)",
+            "run": {"load": {"type": "tps", "tps": 20.0}, "duration_secs": 120, "room_id": r,
+                    "generators": 1},
+            "thread_groups": [{"name": "users", "controllers": [{"name": "check", "samplers": [
+                {"name": "healthz", "host": "127.0.0.1", "port": ctl.http_addr.port().to_string(),
+                 "path": "/healthz"}
+            ]}]}]
+        }))
+        .context("the demo plan")?;
+        loadplan::validate::check_runnable(&plan)
+            .map_err(|p| anyhow::anyhow!("the demo plan: {p}"))?;
+        inv.create_plan(crate::inventory::PlanKind::Editor, &plan, None, "admin")?;
     }
     Ok(std::fs::read_to_string(&file)
         .map(|s| s.trim().to_string())
