@@ -530,22 +530,55 @@ impl Runner {
     /// Changes the task's total rate, split over its running generators.
     pub fn set_rate(&self, id: i64, tps: f64, who: &str) -> Result<(), TaskError> {
         self.check_tps(tps)?;
-        self.tps_task(id)?;
+        let task = self.tps_task(id)?;
         let gens = self.active(id)?;
         let each = self.split(id, tps, &gens)?;
         self.log_target(
             id,
             who,
             &format!(
-                "changed TPS to {} ({} TPS on each of {} generators)",
+                "changed TPS to {} ({} TPS on each of {} generators){}",
                 fmt_tps(tps),
                 fmt_tps(each),
-                gens.len()
+                gens.len(),
+                self.thread_warning(&task, each)
             ),
             Some(tps),
         );
         self.notify();
         Ok(())
+    }
+
+    /// Threads are sized when a task starts (Little's law on the plan's
+    /// rate and `expected_rt_ms`); a rate far above it may need more
+    /// than they can give at the response times measured now. Said in the
+    /// action, never refused: the estimate is rough.
+    fn thread_warning(&self, task: &StoredTask, per_generator: f64) -> String {
+        let now = unix_now() as i64;
+        let Ok(rows) = self
+            .inventory
+            .task_seconds_between(task.id, now - 6, now - 1)
+        else {
+            return String::new();
+        };
+        let mut acc = results::Acc::default();
+        for r in &rows {
+            acc.add(r);
+        }
+        let mean_ms = acc.point(0).mean_ms;
+        if acc.count == 0 || mean_ms <= 0.0 || task.threads == 0 {
+            return String::new();
+        }
+        let capacity = f64::from(task.threads) * 1000.0 / mean_ms;
+        if per_generator <= capacity * 0.8 {
+            return String::new();
+        }
+        format!(
+            "; warning: {} threads per thread group deliver about {} TPS at the {:.0} ms mean response time of the last seconds",
+            task.threads,
+            fmt_tps(capacity),
+            mean_ms
+        )
     }
 
     /// Changes one generator's rate; the task's total follows.
