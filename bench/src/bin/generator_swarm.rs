@@ -303,9 +303,10 @@ async fn run_task(
         let Some(s) = stream.as_mut() else { continue };
         match s.send(&AgentMsg::TaskSeconds { task_id, seconds }).await {
             Ok(()) => {
-                shared
-                    .sent_samples
-                    .fetch_add(shared.samples * shared.labels.len() as u64, Ordering::Relaxed);
+                shared.sent_samples.fetch_add(
+                    shared.samples * shared.labels.len() as u64,
+                    Ordering::Relaxed,
+                );
                 shared.sent_frames.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
@@ -384,7 +385,12 @@ impl Api {
 }
 
 /// Polls `f` every `every` until it gives `Some`, at most `within`.
-async fn poll<T, F, Fut>(what: &str, within: Duration, every: Duration, mut f: F) -> anyhow::Result<T>
+async fn poll<T, F, Fut>(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut f: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -401,9 +407,24 @@ where
     }
 }
 
-/// Reads the task's live stream until cancelled: bytes and events.
-async fn live_client(api: Arc<Api>, id: i64, stop: CancellationToken) -> (u64, u64, u64) {
-    let (mut bytes, mut series, mut task) = (0u64, 0u64, 0u64);
+/// What the live client saw.
+#[derive(Default)]
+struct Live {
+    bytes: u64,
+    series: u64,
+    task: u64,
+    /// Size of the first `series` event (the whole series so far) and when
+    /// its end arrived after the request.
+    first_series_bytes: u64,
+    first_series_at: Option<Duration>,
+}
+
+/// Reads the task's live stream until cancelled.
+async fn live_client(api: Arc<Api>, id: i64, stop: CancellationToken) -> Live {
+    let mut live = Live::default();
+    let asked = Instant::now();
+    // Bytes of the event being read, and whether it is a series event.
+    let (mut event_bytes, mut in_series) = (0u64, false);
     let resp = api
         .http
         .get(format!("{}/api/tasks/{id}/live", api.base))
@@ -411,7 +432,7 @@ async fn live_client(api: Arc<Api>, id: i64, stop: CancellationToken) -> (u64, u
         .send()
         .await;
     let Ok(mut resp) = resp else {
-        return (0, 0, 0);
+        return live;
     };
     let mut partial = String::new();
     loop {
@@ -420,18 +441,28 @@ async fn live_client(api: Arc<Api>, id: i64, stop: CancellationToken) -> (u64, u
             c = resp.chunk() => c,
         };
         let Ok(Some(chunk)) = chunk else { break };
-        bytes += chunk.len() as u64;
+        live.bytes += chunk.len() as u64;
         partial.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(i) = partial.find('\n') {
             let line: String = partial.drain(..=i).collect();
+            event_bytes += line.len() as u64;
             if line.starts_with("event: series") {
-                series += 1;
+                live.series += 1;
+                in_series = true;
             } else if line.starts_with("event: task") {
-                task += 1;
+                live.task += 1;
+            } else if line == "\n" {
+                // The end of an event.
+                if in_series && live.first_series_at.is_none() {
+                    live.first_series_bytes = event_bytes;
+                    live.first_series_at = Some(asked.elapsed());
+                }
+                event_bytes = 0;
+                in_series = false;
             }
         }
     }
-    (bytes, series, task)
+    live
 }
 
 #[tokio::main]
@@ -493,8 +524,10 @@ async fn main() -> anyhow::Result<()> {
         .expect(
             Method::POST,
             "/api/servers",
-            Some(json!({"name": "loadbox", "group_id": g["id"], "room_id": room,
-                        "address": "127.0.0.1", "ssh_port": 22, "ssh_user": "root"})),
+            Some(
+                json!({"name": "loadbox", "group_id": g["id"], "room_id": room,
+                        "address": "127.0.0.1", "ssh_port": 22, "ssh_user": "root"}),
+            ),
             201,
         )
         .await?["id"]
@@ -621,6 +654,7 @@ async fn main() -> anyhow::Result<()> {
     let f1 = shared.sent_frames.load(Ordering::Relaxed);
 
     // Window 2: one client on the live stream, in thirds.
+    let first_event_run_secs = t2.elapsed().as_secs_f64();
     let stop_live = CancellationToken::new();
     let live = tokio::spawn(live_client(api.clone(), id, stop_live.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -640,14 +674,21 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     stop_live.cancel();
-    let (live_bytes, live_series, live_task) = live.await.unwrap_or((0, 0, 0));
+    let live = live.await.unwrap_or_default();
+    let (live_bytes, live_series, live_task) = (live.bytes, live.series, live.task);
     let (a, b) = (&marks[0], &marks[3]);
     let hold_secs = b.0.duration_since(a.0).as_secs_f64();
     let cpu_live = cores(&a.1, &b.1, hold_secs);
     let my_live = cores(&a.2, &b.2, hold_secs);
     let thirds: Vec<f64> = marks
         .windows(2)
-        .map(|w| cores(&w[0].1, &w[1].1, w[1].0.duration_since(w[0].0).as_secs_f64()))
+        .map(|w| {
+            cores(
+                &w[0].1,
+                &w[1].1,
+                w[1].0.duration_since(w[0].0).as_secs_f64(),
+            )
+        })
         .collect();
     let cpu_quiet = cores(&c0, &c1, quiet_secs);
     let my_quiet = cores(&m0, &m1, quiet_secs);
@@ -686,7 +727,10 @@ async fn main() -> anyhow::Result<()> {
     let end = proc_stat(args.controller_pid)?;
 
     let label_secs = (n * args.labels) as f64;
-    println!("generators                     {n} ({} labels x {} samples per second each)", args.labels, args.samples);
+    println!(
+        "generators                     {n} ({} labels x {} samples per second each)",
+        args.labels, args.samples
+    );
     println!(
         "enroll+connect                 {:.2} s; linking to the server {:.2} s",
         enrolled.as_secs_f64(),
@@ -723,8 +767,23 @@ async fn main() -> anyhow::Result<()> {
             .join(" -> ")
     );
     println!(
+        "  controller RSS by third      {:.1} MiB (start of the quiet window) -> {}",
+        c0.rss_kib as f64 / 1024.0,
+        marks
+            .iter()
+            .map(|m| format!("{:.1} MiB", m.1.rss_kib as f64 / 1024.0))
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    );
+    println!(
         "live stream                    {:.1} KB/s, {live_series} series + {live_task} task events",
         live_bytes as f64 / 1000.0 / (hold_secs + 2.0)
+    );
+    println!(
+        "  first series event           {:.1} KB (every second so far, {:.0} s of the run), complete {:.2} s after the request",
+        live.first_series_bytes as f64 / 1000.0,
+        first_event_run_secs,
+        live.first_series_at.map_or(f64::NAN, |d| d.as_secs_f64())
     );
     println!(
         "controller RSS                 {:.1} MiB idle (generators connected) -> {:.1} MiB running -> {:.1} MiB after",
