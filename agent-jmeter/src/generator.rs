@@ -207,6 +207,8 @@ struct Task {
     pending_rate: Option<SamplesPerMin>,
     /// The last [`REPLAY_SECS`] seconds, in arrival order.
     seconds: VecDeque<LabelSecond>,
+    /// Samples in every second so far (told with the end).
+    samples: u64,
     newest: i64,
     /// Arrived since the last batch.
     unsent: Vec<LabelSecond>,
@@ -242,6 +244,7 @@ impl Task {
     /// with the most samples, so re-sends and replays never double).
     fn add_second(&mut self, s: LabelSecond) {
         self.newest = self.newest.max(s.unix_sec);
+        self.samples += s.count;
         if let Some(kept) = self
             .seconds
             .iter_mut()
@@ -351,6 +354,7 @@ impl Tasks {
             stop_grace: None,
             pending_rate: None,
             seconds: VecDeque::new(),
+            samples: 0,
             newest: i64::MIN,
             unsent: Vec::new(),
         };
@@ -623,6 +627,7 @@ impl Generator {
                 TaskEvent::Ended {
                     reason: "stopped".into(),
                     exit: "not started".into(),
+                    samples: 0,
                 },
             ),
             Input::StartDone(id, Err(StartFailure::Failed(message))) => {
@@ -684,6 +689,8 @@ impl Generator {
                 TaskEvent::Ended {
                     reason: reason_text(reason).into(),
                     exit: exit_text(exit),
+                    // Filled in by `end` from the task's count.
+                    samples: 0,
                 },
             ),
             Event::Failed {
@@ -701,12 +708,15 @@ impl Generator {
     }
 
     /// A task is over: its last seconds, then its event, go to the pusher.
-    fn end(&mut self, task_id: TaskId, event: TaskEvent) {
+    fn end(&mut self, task_id: TaskId, mut event: TaskEvent) {
         let Some(t) = self.tasks.map.get_mut(&task_id) else {
             return;
         };
         if t.is_over() {
             return;
+        }
+        if let TaskEvent::Ended { samples, .. } = &mut event {
+            *samples = t.samples;
         }
         match &event {
             TaskEvent::Failed { message, .. } => warn!(task_id, "task failed: {message}"),
@@ -1307,15 +1317,16 @@ fn merge_second(kept: &mut LabelSecond, piece: &LabelSecond) {
             .deserialize::<u64, _>(&mut &b[..])
             .ok()
     };
-    let (a, b) = (read(&kept.hist), read(&piece.hist));
-    if let Some(b) = b {
-        kept.hist = match a {
-            Some(mut a) => match a.add(&b) {
-                Ok(()) => crate::results::encode(&a),
-                Err(_) => return,
-            },
-            None => piece.hist.clone(),
-        };
+    let Some(b) = read(&piece.hist) else { return };
+    match read(&kept.hist) {
+        Some(mut a) => {
+            // Decoded histograms do not grow by themselves.
+            a.auto(true);
+            if a.add(&b).is_ok() {
+                kept.hist = crate::results::encode(&a);
+            }
+        }
+        None => kept.hist = piece.hist.clone(),
     }
 }
 
@@ -1650,6 +1661,7 @@ mod tests {
         let ended = TaskEvent::Ended {
             reason: "finished".into(),
             exit: "exit 0".into(),
+            samples: 1,
         };
         let t = tasks.map.get_mut(&1).unwrap();
         t.phase = Phase::Over {
@@ -1667,6 +1679,31 @@ mod tests {
         assert!(tasks.status(later).tasks.is_empty());
         tasks.expire(later);
         assert!(tasks.replay().is_empty());
+    }
+
+    #[test]
+    fn a_late_piece_with_slower_samples_merges_into_its_second() {
+        let piece = |values: &[u64]| {
+            let mut h = crate::results::new_histogram();
+            for v in values {
+                h.record(*v).unwrap();
+            }
+            LabelSecond {
+                unix_sec: 7,
+                label: "hit".into(),
+                count: values.len() as u64,
+                errors: 0,
+                bytes: 0,
+                hist: crate::results::encode(&h),
+            }
+        };
+        let mut kept = piece(&[3, 4]);
+        merge_second(&mut kept, &piece(&[90_000]));
+        let h = hdrhistogram::serialization::Deserializer::new()
+            .deserialize::<u64, _>(&mut &kept.hist[..])
+            .unwrap();
+        assert_eq!((kept.count, h.len(), h.min()), (3, 3, 3));
+        assert!((h.max() as f64 - 90_000.0).abs() <= 90.0, "{}", h.max());
     }
 
     #[test]

@@ -215,7 +215,11 @@ impl Aggregator {
         acc.count += 1;
         acc.errors += u64::from(!s.success);
         acc.bytes = acc.bytes.saturating_add(s.bytes);
-        acc.hist.saturating_record(s.elapsed_ms);
+        // `record` grows the histogram to the value; `saturating_record`
+        // would clamp it to the current (tiny) maximum instead.
+        if acc.hist.record(s.elapsed_ms).is_err() {
+            acc.hist.saturating_record(s.elapsed_ms);
+        }
     }
 
     /// Emits and forgets every second before `unix_sec` (exclusive), in
@@ -352,6 +356,34 @@ mod tests {
         let rest = agg.take_all();
         assert_eq!((rest.len(), rest[0].unix_sec, rest[0].count), (1, 1001, 1));
         assert!(agg.is_empty());
+    }
+
+    #[test]
+    fn slow_samples_keep_their_time() {
+        let mut agg = Aggregator::default();
+        for elapsed in [5, 150, 2047, 2048, 3500, 4999, 600_000] {
+            agg.add(Sample {
+                timestamp_ms: 1_000_500,
+                elapsed_ms: elapsed,
+                label: "slow".into(),
+                success: true,
+                bytes: 1,
+            });
+        }
+        let s = agg.take_all();
+        let h = s[0].histogram().unwrap();
+        assert_eq!(h.len(), 7);
+        assert_eq!(h.min(), 5);
+        // 3 significant digits: within 0.1 %.
+        for (q, want) in [
+            (0.5, 2048.0),
+            (0.7, 3500.0),
+            (0.8, 4999.0),
+            (1.0, 600_000.0),
+        ] {
+            let got = h.value_at_quantile(q) as f64;
+            assert!((got - want).abs() <= want * 0.001, "q{q}: {got} vs {want}");
+        }
     }
 
     #[test]

@@ -365,6 +365,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Answer this much later (a slow server), without holding up others.
+    pub delay: Option<Duration>,
 }
 
 impl Reply {
@@ -373,6 +375,7 @@ impl Reply {
             status: 200,
             headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
             body: body.as_bytes().to_vec(),
+            delay: None,
         }
     }
 
@@ -381,11 +384,17 @@ impl Reply {
             status: 200,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: body.as_bytes().to_vec(),
+            delay: None,
         }
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = Some(delay);
         self
     }
 }
@@ -491,13 +500,18 @@ async fn answer(
     };
     // Numbered, answered and stored in one step: the handler sees the
     // number the request has in the list.
-    let mut list = recorded.lock().expect("requests lock");
-    r.seq = u32::try_from(list.len()).unwrap_or(u32::MAX);
-    let reply = handler(&r);
-    if keep {
-        list.push(r);
+    let reply = {
+        let mut list = recorded.lock().expect("requests lock");
+        r.seq = u32::try_from(list.len()).unwrap_or(u32::MAX);
+        let reply = handler(&r);
+        if keep {
+            list.push(r);
+        }
+        reply
+    };
+    if let Some(d) = reply.delay {
+        tokio::time::sleep(d).await;
     }
-    drop(list);
     let mut resp = axum::response::Response::builder().status(reply.status);
     for (k, v) in &reply.headers {
         resp = resp.header(k, v);

@@ -296,11 +296,23 @@ pub fn unix_secs() -> u64 {
 
 impl RateTarget {
     pub fn start() -> RateTarget {
+        Self::start_slow(0, Duration::ZERO)
+    }
+
+    /// Every `every`-th request (0: none) is answered after `delay`.
+    pub fn start_slow(every: u64, delay: Duration) -> RateTarget {
         let counts: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::default();
         let c = counts.clone();
+        let n = std::sync::atomic::AtomicU64::new(0);
         let inner = crate::jmeter::TargetServer::start_counting(Arc::new(move |_| {
             *c.lock().expect("counts").entry(unix_secs()).or_default() += 1;
-            crate::jmeter::Reply::text("ok")
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let reply = crate::jmeter::Reply::text("ok");
+            if every > 0 && i.is_multiple_of(every) {
+                reply.after(delay)
+            } else {
+                reply
+            }
         }));
         RateTarget { inner, counts }
     }

@@ -93,8 +93,14 @@ pub enum TaskEvent {
     /// A `SetRate` or `StopTask` could not be carried out.
     Refused { reason: String },
     /// JMeter ended: `reason` is one of finished, stopped, killed,
-    /// killed-lingering; `exit` is the JVM's status as text.
-    Ended { reason: String, exit: String },
+    /// killed-lingering; `exit` is the JVM's status as text; `samples`
+    /// counts every sample of the run sent in `TaskSeconds`, so the
+    /// controller knows when the last of them (on another stream) arrived.
+    Ended {
+        reason: String,
+        exit: String,
+        samples: u64,
+    },
     /// The run could not start or JMeter failed (bad artifact, checksum,
     /// no java, JMeter error): what the operator needs to fix it.
     Failed {

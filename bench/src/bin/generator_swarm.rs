@@ -229,6 +229,8 @@ async fn generator(
                     event: TaskEvent::Ended {
                         reason: "stopped".into(),
                         exit: "exit 0".into(),
+                        // Not counted here: the controller waits for none.
+                        samples: 0,
                     },
                 });
             }

@@ -271,6 +271,7 @@ const MIGRATIONS: &[&str] = &[
         message          TEXT,
         joined_at        INTEGER NOT NULL,
         ended_at         INTEGER,
+        samples          INTEGER,
         PRIMARY KEY (task_id, agent_id)
      );
      CREATE TABLE task_actions (
@@ -292,7 +293,8 @@ const MIGRATIONS: &[&str] = &[
         bytes     INTEGER NOT NULL,
         hist      BLOB NOT NULL,
         UNIQUE (task_id, agent_id, sec, label)
-     );",
+     );
+     CREATE INDEX task_seconds_sec ON task_seconds (task_id, sec);",
 ];
 
 /// A known (enrolled) agent as stored.

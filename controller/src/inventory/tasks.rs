@@ -146,6 +146,8 @@ pub struct TaskGenerator {
     pub message: Option<String>,
     pub joined_at: u64,
     pub ended_at: Option<u64>,
+    /// Samples the generator said it sent, once it ended.
+    pub samples: Option<u64>,
 }
 
 impl TaskGenerator {
@@ -246,6 +248,7 @@ fn generator_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskGenerator> {
         message: r.get(6)?,
         joined_at: r.get::<_, i64>(7)?.max(0) as u64,
         ended_at: opt_u64(r.get(8)?),
+        samples: opt_u64(r.get(9)?),
     })
 }
 
@@ -460,7 +463,7 @@ impl Inventory {
                 "INSERT INTO task_generators (task_id, agent_id, hostname, status, per_min, joined_at)
                  VALUES (?1, ?2, ?3, 'starting', ?4, ?5)
                  ON CONFLICT (task_id, agent_id) DO UPDATE SET status = 'starting',
-                    per_min = excluded.per_min, pid = NULL, message = NULL, ended_at = NULL,
+                    per_min = excluded.per_min, pid = NULL, message = NULL, ended_at = NULL, samples = NULL,
                     joined_at = excluded.joined_at",
                 params![task, agent_id, hostname, per_min, now as i64],
             )
@@ -472,7 +475,8 @@ impl Inventory {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT agent_id, hostname, status, per_min, pid, jmeter_version, message,
-                    joined_at, ended_at FROM task_generators WHERE task_id = ?1 ORDER BY joined_at, agent_id",
+                    joined_at, ended_at, samples FROM task_generators WHERE task_id = ?1
+                 ORDER BY joined_at, agent_id",
             )?;
             let rows = st.query_map([task], generator_of)?;
             rows.collect()
@@ -530,6 +534,29 @@ impl Inventory {
         })
     }
 
+    pub fn set_generator_samples(&self, task: i64, agent_id: &str, samples: u64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE task_generators SET samples = ?3 WHERE task_id = ?1 AND agent_id = ?2",
+                params![task, agent_id, samples as i64],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Samples stored per generator of a task.
+    pub fn stored_samples(&self, task: i64) -> Result<std::collections::HashMap<String, u64>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT agent_id, SUM(count) FROM task_seconds WHERE task_id = ?1 GROUP BY agent_id",
+            )?;
+            let rows = st.query_map([task], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?;
+            rows.collect()
+        })
+    }
+
     pub fn set_generator_rate(&self, task: i64, agent_id: &str, per_min: f64) -> Result<()> {
         self.with(|c| {
             c.execute(
@@ -584,12 +611,14 @@ impl Inventory {
     }
 
     /// Stored seconds of a task with a row number over `after_row`, in
-    /// row order (what arrived since the last look).
+    /// row order (what arrived since the last look). A range scan of the
+    /// newest rows (`+task_id` keeps SQLite off the task index, which
+    /// would read the whole task).
     pub fn task_seconds_after(&self, task: i64, after_row: i64) -> Result<Vec<SecondRow>> {
         self.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT rowid, agent_id, sec, label, count, errors, bytes, hist FROM task_seconds
-                 WHERE task_id = ?1 AND rowid > ?2 ORDER BY rowid",
+                 WHERE rowid > ?2 AND +task_id = ?1 ORDER BY rowid",
             )?;
             let rows = st.query_map(params![task, after_row], second_of)?;
             rows.collect()

@@ -37,6 +37,9 @@ const LOST_AFTER_SECS: u64 = 20;
 const OVERRUN_SECS: u64 = 60;
 /// How long a file upload may pause before it is given up.
 const FILE_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a task whose generators all ended waits for the seconds they
+/// announced (they come on another stream than the end).
+const LATE_SECONDS_WAIT: u64 = 10;
 /// A hot-attached generator needs this much run time left to be worth it.
 const MIN_ATTACH_SECS: u64 = 5;
 
@@ -100,6 +103,12 @@ struct State {
     away: HashMap<String, u64>,
     files: HashMap<u64, FileWait>,
     next_request: u64,
+    /// Tasks known to be active (refreshed every tick, a task leaves it
+    /// when it closes): arriving seconds need no database look-up to know
+    /// whether the totals must be redone.
+    active: std::collections::HashSet<i64>,
+    /// Tasks whose generators all ended, waiting for their last seconds.
+    closing: std::collections::HashSet<i64>,
 }
 
 pub struct Runner {
@@ -672,18 +681,10 @@ impl Runner {
         let each = tps_mode.then(|| per_min_of(task.target) / (gens.len() + 1) as f64);
         self.inventory
             .put_task_generator(id, &c.agent_id, &c.hostname, each, now)?;
-        if let Some(each) = each {
-            for g in &gens {
-                self.inventory.set_generator_rate(id, &g.agent_id, each)?;
-                self.send(
-                    &g.agent_id,
-                    ControllerMsg::SetRate {
-                        task_id: id as u64,
-                        per_min: each,
-                    },
-                );
-            }
-        } else {
+        // TPS mode: the others keep their share until the new one sends
+        // (`settle_attach`), so the total never dips while its JMeter
+        // boots; it runs over by one share for about a second instead.
+        if each.is_none() {
             self.inventory
                 .set_task_target(id, task.target + f64::from(task.threads))?;
         }
@@ -701,7 +702,7 @@ impl Runner {
         );
         let what = match each {
             Some(e) => format!(
-                "attached {} ({} TPS on each of {} generators)",
+                "attached {} ({} TPS on each of {} generators once it sends)",
                 c.name(),
                 fmt_tps(e / 60.0),
                 gens.len() + 1
@@ -715,6 +716,47 @@ impl Runner {
         self.log_target(id, who, &what, target);
         self.notify();
         Ok(c.agent_id)
+    }
+
+    /// After a hot-attach the shares add up to more than the target until
+    /// the new generator sends: once every running generator has samples
+    /// in the last seconds, the target is split evenly again. Stored
+    /// shares are the state, so this also completes after a restart.
+    fn settle_attach(&self, task: &StoredTask) {
+        if task.status != TaskStatus::Running || !matches!(task.settings.load, Load::Tps { .. }) {
+            return;
+        }
+        let Ok(gens) = self.active(task.id) else {
+            return;
+        };
+        let shares: f64 = gens.iter().map(|g| g.per_min.unwrap_or(0.0)).sum();
+        if gens.is_empty() || shares <= per_min_of(task.target) * 1.001 {
+            return;
+        }
+        let now = unix_now() as i64;
+        let Ok(rows) = self.inventory.task_seconds_between(task.id, now - 3, now) else {
+            return;
+        };
+        let sending: std::collections::HashSet<&str> = rows
+            .iter()
+            .filter(|r| r.count > 0)
+            .map(|r| r.agent_id.as_str())
+            .collect();
+        if !gens.iter().all(|g| sending.contains(g.agent_id.as_str())) {
+            return;
+        }
+        if let Ok(each) = self.split(task.id, task.target, &gens) {
+            self.log(
+                task.id,
+                "controller",
+                &format!(
+                    "all {} generators send: {} TPS on each",
+                    gens.len(),
+                    fmt_tps(each)
+                ),
+            );
+            self.notify();
+        }
     }
 
     /// Stops one generator; the others take over its share (TPS mode).
@@ -827,6 +869,22 @@ impl Runner {
             // A lost generator may still come back while the run lasts.
             return;
         }
+        // The last seconds travel on another stream than the end: wait
+        // (a little) until every sample a generator announced is stored.
+        let stored = self.inventory.stored_samples(id).unwrap_or_default();
+        let missing = gens.iter().any(|g| {
+            g.samples
+                .is_some_and(|n| stored.get(&g.agent_id).copied().unwrap_or(0) < n)
+                && now < g.ended_at.unwrap_or(0) + LATE_SECONDS_WAIT
+        });
+        {
+            let mut st = self.state.lock().expect("runner state");
+            if missing {
+                st.closing.insert(id);
+                return;
+            }
+            st.closing.remove(&id);
+        }
         let ran = gens
             .iter()
             .any(|g| g.status == GeneratorStatus::Ended || g.pid.is_some());
@@ -842,6 +900,7 @@ impl Runner {
                 .unwrap_or_else(|| "no generator ran it".into());
             let _ = self.inventory.set_task_error(id, &why);
         }
+        self.state.lock().expect("runner state").active.remove(&id);
         self.store_totals(id);
         let _ = self.inventory.set_task_status(id, status, now);
         self.log(
@@ -1010,9 +1069,14 @@ impl Runner {
             TaskEvent::Refused { reason } => {
                 self.log(id, &g.name(), &format!("refused: {reason}"));
             }
-            TaskEvent::Ended { reason, exit } => {
+            TaskEvent::Ended {
+                reason,
+                exit,
+                samples,
+            } => {
                 if g.status.is_active() || g.status == GeneratorStatus::Lost {
                     let msg = format!("JMeter {reason} ({exit})");
+                    let _ = self.inventory.set_generator_samples(id, agent, samples);
                     let _ = self.inventory.set_generator_status(
                         id,
                         agent,
@@ -1086,10 +1150,27 @@ impl Runner {
             Ok(n) if n > 0 => {
                 // Seconds that arrive after the end (another stream than
                 // the end's) still count in the totals.
-                if let Ok(Some(t)) = self.inventory.task(task_id as i64)
+                let id = task_id as i64;
+                if self
+                    .state
+                    .lock()
+                    .expect("runner state")
+                    .closing
+                    .contains(&id)
+                {
+                    self.check_over(id);
+                }
+                let known_active = self
+                    .state
+                    .lock()
+                    .expect("runner state")
+                    .active
+                    .contains(&id);
+                if !known_active
+                    && let Ok(Some(t)) = self.inventory.task(id)
                     && !t.status.is_active()
                 {
-                    self.store_totals(task_id as i64);
+                    self.store_totals(id);
                 }
                 self.notify();
             }
@@ -1264,8 +1345,22 @@ impl Runner {
         for agent in lost {
             self.mark_lost(&agent, now);
         }
-        for task in self.inventory.active_tasks().unwrap_or_default() {
+        let active = self.inventory.active_tasks().unwrap_or_default();
+        self.state.lock().expect("runner state").active = active.iter().map(|t| t.id).collect();
+        let closing: Vec<i64> = self
+            .state
+            .lock()
+            .expect("runner state")
+            .closing
+            .iter()
+            .copied()
+            .collect();
+        for id in closing {
+            self.check_over(id);
+        }
+        for task in active {
             self.schedule_step(&task, now);
+            self.settle_attach(&task);
             if let Some(end) = task.ends_at
                 && end > 0
                 && now > end + OVERRUN_SECS
