@@ -141,6 +141,25 @@ impl LoadLab {
     /// As [`LoadLab::add_generator`], with JMeter looked for in `home`
     /// (a bad path makes a generator that cannot run JMeter).
     pub async fn add_generator_with(&mut self, home: &Path) -> String {
+        let usable = home == self.jmeter.home;
+        self.add_generator_env(home, usable, &[]).await
+    }
+
+    /// A generator whose `PATH` has no `java` (it cannot run JMeter).
+    pub async fn add_generator_without_java(&mut self) -> String {
+        let empty = self.dir.path().join("empty-path");
+        std::fs::create_dir_all(&empty).expect("an empty PATH directory");
+        let home = self.jmeter.home.clone();
+        self.add_generator_env(&home, false, &[("PATH", empty.display().to_string())])
+            .await
+    }
+
+    async fn add_generator_env(
+        &mut self,
+        home: &Path,
+        usable: bool,
+        env: &[(&str, String)],
+    ) -> String {
         let out = self
             .cli
             .cmd(&["token", "create", "--role", "jmeter", "--ttl", "10m"])
@@ -163,7 +182,8 @@ impl LoadLab {
             .arg("--jmeter-home")
             .arg(home)
             .env_remove("JMETER_HOME")
-            .env("RUST_LOG", "info,agent_jmeter=debug,quinn=warn");
+            .env("RUST_LOG", "info,agent_jmeter=debug,quinn=warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let proc = Proc::spawn(&format!("agent-jmeter-{i}"), cmd, self.dir.path());
         let id = wait_for("the generator enrolled", WAIT, || async {
             let dir = std::fs::read_dir(&state).ok()?;
@@ -186,11 +206,7 @@ impl LoadLab {
             )
             .await;
         assert_eq!(st, 200, "linking the generator: {v}");
-        let want = if home == self.jmeter.home {
-            "idle"
-        } else {
-            "unusable"
-        };
+        let want = if usable { "idle" } else { "unusable" };
         let room = self.room;
         wait_for("the generator reported in", WAIT, || async {
             let c = self.candidates(room).await;

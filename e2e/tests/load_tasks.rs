@@ -379,6 +379,20 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
             .contains("no-jmeter-here"),
         "{bad_view}"
     );
+    // And one without java.
+    let no_java = lab.add_generator_without_java().await;
+    let c = lab.candidates(lab.room).await;
+    let view = c
+        .iter()
+        .find(|g| g["agent_id"] == no_java.as_str())
+        .unwrap();
+    assert!(
+        view["problem"]
+            .as_str()
+            .unwrap()
+            .contains("`java` is not on PATH"),
+        "{view}"
+    );
 
     // Not enough idle generators: a clear refusal, nothing started.
     let two = lab.tps_plan("needs-two", &target, 10.0, 60, 2).await;
