@@ -35,6 +35,22 @@ async function api(method, path, body) {
   return data;
 }
 
+/** An element with attributes (`dataset` for data-*) and children; text
+ *  children become text nodes, so nothing is parsed as HTML. */
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'dataset') Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return el;
+}
+
 function formBody(form) {
   const out = {};
   for (const el of form.elements) {

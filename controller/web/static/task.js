@@ -11,7 +11,6 @@
   const root = document.getElementById('task');
   if (!root) return;
   const PREFIX = document.querySelector('meta[name="prefix"]').content;
-  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
   const ID = root.dataset.task;
   const MAX_TPS = Number(root.dataset.maxTps) > 0 ? Number(root.dataset.maxTps) : Infinity;
   const ACTIVE = new Set(['scheduled', 'starting', 'running', 'stopping']);
@@ -21,35 +20,9 @@
 
   // ---- helpers ----------------------------------------------------------------
 
-  async function call(method, path, body) {
-    const init = { method, credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf() } };
-    if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    const r = await fetch(PREFIX + path, init);
-    if (r.status === 401) {
-      location.href = `${PREFIX}/login?expired=1`;
-      throw new Error('session expired');
-    }
-    const v = await r.json().catch(() => null);
-    if (!r.ok) throw new Error((v && v.error) || `${r.status} ${r.statusText}`);
-    return v;
-  }
+  // The JSON API through app.js (CSRF, session expiry, server's errors).
+  const call = api;
 
-  function h(tag, attrs, ...kids) {
-    const el = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'dataset') Object.assign(el.dataset, v);
-      else el.setAttribute(k, v === true ? '' : v);
-    }
-    for (const kid of kids.flat()) {
-      if (kid === null || kid === undefined || kid === false) continue;
-      el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
-    }
-    return el;
-  }
 
   const now = () => Math.floor(Date.now() / 1000);
   const localTime = (unix) => (unix ? new Date(unix * 1000).toLocaleString() : '');

@@ -6,37 +6,14 @@
   const table = document.getElementById('tasks');
   if (!table) return;
   const PREFIX = document.querySelector('meta[name="prefix"]').content;
-  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
   const body = table.querySelector('tbody');
   const errorBox = document.getElementById('tasks-error');
   const updated = document.getElementById('tasks-updated');
   const REFRESH_MS = 5000;
   const ACTIVE = new Set(['scheduled', 'starting', 'running', 'stopping']);
 
-  async function call(method, path) {
-    const r = await fetch(PREFIX + path, { method, credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf() } });
-    if (r.status === 401) {
-      location.href = `${PREFIX}/login?expired=1`;
-      throw new Error('session expired');
-    }
-    const v = await r.json().catch(() => null);
-    if (!r.ok) throw new Error((v && v.error) || `${r.status} ${r.statusText}`);
-    return v;
-  }
+  const call = api;
 
-  function h(tag, attrs, ...kids) {
-    const el = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'dataset') Object.assign(el.dataset, v);
-      else el.setAttribute(k, v === true ? '' : v);
-    }
-    for (const kid of kids.flat()) {
-      if (kid === null || kid === undefined || kid === false) continue;
-      el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
-    }
-    return el;
-  }
 
   const localTime = (unix) => (unix ? new Date(unix * 1000).toLocaleString() : '');
   const round = (n, digits = 1) => {
