@@ -264,6 +264,27 @@ impl LoadLab {
         v["id"].as_i64().expect("plan id")
     }
 
+    /// Changes a plan's run settings (`doc["run"]`) through the API.
+    pub async fn set_run(&self, plan: i64, change: impl FnOnce(&mut Value)) {
+        let path = format!("/api/plans/{plan}");
+        let (st, p) = self.call(Method::GET, &path, None).await;
+        assert_eq!(st, 200, "{p}");
+        let mut doc = p["plan"].clone();
+        change(&mut doc["run"]);
+        let body = json!({"revision": p["revision"], "plan": doc});
+        let (st, v) = self.call(Method::PUT, &path, Some(body)).await;
+        assert_eq!(st, 200, "{v}");
+    }
+
+    /// Runs a plan; the new task's id.
+    pub async fn run_plan(&self, plan: i64) -> i64 {
+        let (st, v) = self
+            .call(Method::POST, &format!("/api/plans/{plan}/run"), None)
+            .await;
+        assert_eq!(st, 201, "{v}");
+        v["id"].as_i64().expect("task id")
+    }
+
     pub async fn task(&self, id: i64) -> Value {
         let (st, v) = self
             .call(Method::GET, &format!("/api/tasks/{id}"), None)

@@ -60,25 +60,10 @@ async fn a_task_runs_on_two_generators_changes_rate_attaches_a_third_and_stops()
     let lab = LoadLab::start(3).await;
     let plan = lab.tps_plan("steady", &target, 40.0, 180, 2).await;
     // Debug mode keeps every generator's JTL for the percentile check.
-    let (st, p) = lab.call(M::GET, &format!("/api/plans/{plan}"), None).await;
-    assert_eq!(st, 200);
-    let mut doc = p["plan"].clone();
-    doc["run"]["debug"] = json!(true);
-    let (st, v) = lab
-        .call(
-            M::PUT,
-            &format!("/api/plans/{plan}"),
-            Some(json!({"revision": p["revision"], "plan": doc})),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    lab.set_run(plan, |run| run["debug"] = json!(true)).await;
 
     let started = Instant::now();
-    let (st, v) = lab
-        .call(M::POST, &format!("/api/plans/{plan}/run"), None)
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_i64().unwrap();
+    let id = lab.run_plan(plan).await;
     let t = lab
         .wait_status(id, "running", Duration::from_secs(60))
         .await;
@@ -266,26 +251,15 @@ async fn a_controller_restart_mid_run_keeps_the_load_the_results_and_the_schedul
     let target = RateTarget::start();
     let mut lab = LoadLab::start(2).await;
     let plan = lab.tps_plan("scheduled", &target, 30.0, 120, 2).await;
-    let (_, p) = lab.call(M::GET, &format!("/api/plans/{plan}"), None).await;
     let start = unix_secs() as i64 + 5;
-    let mut doc = p["plan"].clone();
-    doc["run"]["schedule"] = json!({"type": "automatic", "steps": [
-        {"at": start, "percent": 100},
-        {"at": start + 25, "percent": 200},
-    ]});
-    let (st, v) = lab
-        .call(
-            M::PUT,
-            &format!("/api/plans/{plan}"),
-            Some(json!({"revision": p["revision"], "plan": doc})),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = lab
-        .call(M::POST, &format!("/api/plans/{plan}/run"), None)
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_i64().unwrap();
+    lab.set_run(plan, |run| {
+        run["schedule"] = json!({"type": "automatic", "steps": [
+            {"at": start, "percent": 100},
+            {"at": start + 25, "percent": 200},
+        ]});
+    })
+    .await;
+    let id = lab.run_plan(plan).await;
     assert_eq!(lab.task(id).await["task"]["status"], "scheduled");
     lab.wait_status(id, "running", Duration::from_secs(60))
         .await;
@@ -408,18 +382,11 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
 
     // A schedule whose start passed since the plan was saved.
     let late = lab.tps_plan("late", &target, 10.0, 60, 1).await;
-    let (_, p) = lab.call(M::GET, &format!("/api/plans/{late}"), None).await;
-    let mut doc = p["plan"].clone();
-    doc["run"]["schedule"] =
-        json!({"type": "automatic", "steps": [{"at": unix_secs() + 2, "percent": 100}]});
-    let (st, v) = lab
-        .call(
-            M::PUT,
-            &format!("/api/plans/{late}"),
-            Some(json!({"revision": p["revision"], "plan": doc})),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    lab.set_run(late, |run| {
+        run["schedule"] =
+            json!({"type": "automatic", "steps": [{"at": unix_secs() + 2, "percent": 100}]});
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (st, v) = lab
         .call(M::POST, &format!("/api/plans/{late}/run"), None)
@@ -429,11 +396,7 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
 
     // One generator runs; bad rate changes are refused and change nothing.
     let one = lab.tps_plan("one", &target, 20.0, 120, 1).await;
-    let (st, v) = lab
-        .call(M::POST, &format!("/api/plans/{one}/run"), None)
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_i64().unwrap();
+    let id = lab.run_plan(one).await;
     let t = lab
         .wait_status(id, "running", Duration::from_secs(60))
         .await;
@@ -609,25 +572,12 @@ async fn refusals_a_bad_artifact_and_a_lost_generator() {
     let threads = serde_json::from_str::<Value>(&body).unwrap()["id"]
         .as_i64()
         .unwrap();
-    let (_, p) = lab
-        .call(M::GET, &format!("/api/plans/{threads}"), None)
-        .await;
-    let mut doc = p["plan"].clone();
-    doc["run"] = json!({"load": {"type": "threads", "threads": 2}, "duration_secs": 60,
-                        "room_id": lab.room, "generators": 1});
-    let (st, v) = lab
-        .call(
-            M::PUT,
-            &format!("/api/plans/{threads}"),
-            Some(json!({"revision": p["revision"], "plan": doc})),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = lab
-        .call(M::POST, &format!("/api/plans/{threads}/run"), None)
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_i64().unwrap();
+    lab.set_run(threads, |run| {
+        *run = json!({"load": {"type": "threads", "threads": 2}, "duration_secs": 60,
+                            "room_id": lab.room, "generators": 1});
+    })
+    .await;
+    let id = lab.run_plan(threads).await;
     let t = lab
         .wait_status(id, "running", Duration::from_secs(60))
         .await;
@@ -682,11 +632,7 @@ async fn the_task_pages_steer_a_live_run_in_chromium() {
     lab.cli.add_user("root", "root password 123", true);
     let plan = lab.tps_plan("live", &target, 20.0, 180, 2).await;
     let bad = lab.tps_plan("too-big", &target, 20.0, 60, 2).await;
-    let (st, v) = lab
-        .call(M::POST, &format!("/api/plans/{plan}/run"), None)
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_i64().unwrap();
+    let id = lab.run_plan(plan).await;
     lab.wait_status(id, "running", Duration::from_secs(60))
         .await;
     let base = lab.base.clone();
