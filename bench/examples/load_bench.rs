@@ -35,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Parser;
 use e2e::loadlab::LoadLab;
+use myplatform_bench::poll;
 use reqwest::Method as M;
 use serde_json::{Value, json};
 
@@ -328,29 +329,6 @@ async fn get_bytes(lab: &LoadLab, path: &str) -> anyhow::Result<Vec<u8>> {
         bail!("{path}: HTTP {}", r.status());
     }
     Ok(r.bytes().await?.to_vec())
-}
-
-/// Polls `f` every `every` until it gives `Some`, at most `within`.
-async fn poll<T, F, Fut>(
-    what: &str,
-    within: Duration,
-    every: Duration,
-    mut f: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {within:?} waiting for {what}");
-        }
-        tokio::time::sleep(every).await;
-    }
 }
 
 async fn sleep_until_ms(at: i64) {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use myplatform_bench::{TICKS_PER_SEC, proc_stat};
 use protocol::{IdentityStore, Link, LinkConfig, Role};
 use tokio_util::sync::CancellationToken;
 
@@ -39,32 +40,6 @@ struct Args {
     /// The controller's pid, for RSS and CPU.
     #[arg(long)]
     controller_pid: u32,
-}
-
-struct ProcStat {
-    cpu_ticks: u64,
-    rss_kib: u64,
-}
-
-fn proc_stat(pid: u32) -> anyhow::Result<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are 14, 15.
-    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let cpu_ticks = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("no VmRSS")?
-        .parse()?;
-    Ok(ProcStat { cpu_ticks, rss_kib })
-}
-
-fn ticks_per_sec() -> f64 {
-    // Linux reports /proc times in USER_HZ, 100 on every mainstream build.
-    100.0
 }
 
 async fn connect_all(
@@ -166,8 +141,8 @@ async fn main() -> anyhow::Result<()> {
     let s1 = proc_stat(args.controller_pid)?;
     let m1 = proc_stat(me)?;
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / ticks_per_sec() / secs;
-    let my_cpu = (m1.cpu_ticks - m0.cpu_ticks) as f64 / ticks_per_sec() / secs;
+    let cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / TICKS_PER_SEC / secs;
+    let my_cpu = (m1.cpu_ticks - m0.cpu_ticks) as f64 / TICKS_PER_SEC / secs;
     let rss_per_agent = (s1.rss_kib.saturating_sub(base.rss_kib)) as f64 / n as f64;
 
     println!("agents                         {n}");

@@ -25,6 +25,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Serializer, V2Serializer};
+use myplatform_bench::{ProcStat, TICKS_PER_SEC, poll, proc_stat};
 use protocol::load::{
     GeneratorStatus, JmeterInfo, LabelSecond, TaskEvent, TaskId, TaskPhase, TaskState,
 };
@@ -79,30 +80,6 @@ struct Args {
     #[arg(long, default_value_t = 250)]
     enroll_wave: usize,
 }
-
-struct ProcStat {
-    cpu_ticks: u64,
-    rss_kib: u64,
-}
-
-fn proc_stat(pid: u32) -> anyhow::Result<ProcStat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are 14, 15.
-    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let cpu_ticks = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .context("no VmRSS")?
-        .parse()?;
-    Ok(ProcStat { cpu_ticks, rss_kib })
-}
-
-/// Linux reports /proc times in USER_HZ, 100 on every mainstream build.
-const TICKS_PER_SEC: f64 = 100.0;
 
 /// CPU of `pid` (cores) between two reads `secs` apart.
 fn cores(a: &ProcStat, b: &ProcStat, secs: f64) -> f64 {
@@ -383,29 +360,6 @@ impl Api {
             bail!("{path}: HTTP {st}: {v}");
         }
         Ok(v)
-    }
-}
-
-/// Polls `f` every `every` until it gives `Some`, at most `within`.
-async fn poll<T, F, Fut>(
-    what: &str,
-    within: Duration,
-    every: Duration,
-    mut f: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {within:?} waiting for {what}");
-        }
-        tokio::time::sleep(every).await;
     }
 }
 
