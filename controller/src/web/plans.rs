@@ -343,13 +343,8 @@ pub async fn run_files(
         .await
         .map_err(|_| ApiError::Internal("cannot read the run files"))?;
     drop(dest);
-    let stream =
-        tokio_util::io::ReaderStream::new(file).map_err(|e| object_store::Error::Generic {
-            store: "spool",
-            source: Box::new(e),
-        });
-    let mut r = download(
-        Box::pin(stream),
+    let mut r = file_download(
+        file,
         run.size,
         &format!("{name}-run.zip"),
         "application/zip",
@@ -507,6 +502,21 @@ pub fn download(
         super::files::content_disposition(name),
     );
     r
+}
+
+/// A download of a local file already open.
+pub fn file_download(
+    file: tokio::fs::File,
+    len: u64,
+    name: &str,
+    content_type: &'static str,
+) -> Response {
+    let stream =
+        tokio_util::io::ReaderStream::new(file).map_err(|e| object_store::Error::Generic {
+            store: "local file",
+            source: Box::new(e),
+        });
+    download(Box::pin(stream), len, name, content_type)
 }
 
 fn audit(st: &AppState, caller: &ApiCaller, action: &str, detail: &str) {

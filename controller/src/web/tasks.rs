@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
 use protocol::load::TaskFile;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +21,7 @@ use super::api::JsonBody;
 use super::caller::{ApiCaller, PageCaller, PageRejection};
 use super::error::{ApiError, ApiResult};
 use super::pages::{Chrome, chrome, render};
-use super::plans::download;
+use super::plans::file_download;
 use crate::auth::Act;
 use crate::inventory::StoredTask;
 use crate::loadtest::results;
@@ -217,12 +216,7 @@ async fn file_response(
         .await
         .map_err(|_| ApiError::Internal("cannot read the file"))?
         .len();
-    let stream =
-        tokio_util::io::ReaderStream::new(file).map_err(|e| object_store::Error::Generic {
-            store: "tasks",
-            source: Box::new(e),
-        });
-    Ok(download(Box::pin(stream), len, name, kind))
+    Ok(file_download(file, len, name, kind))
 }
 
 async fn generator_file(
