@@ -410,7 +410,7 @@ impl Runner {
                 throughput_per_min: share,
                 duration_secs: task.settings.duration_secs,
             };
-            self.send_start(&task, &c.agent_id, &props, &sha, size);
+            self.send_start(&task, &c.agent_id, &props);
             names.push(c.name());
         }
         let what = match share {
@@ -434,18 +434,12 @@ impl Runner {
         Ok(())
     }
 
-    fn send_start(
-        &self,
-        task: &StoredTask,
-        agent: &str,
-        props: &RunProperties,
-        sha: &str,
-        size: u64,
-    ) {
+    /// Sends a generator its start: the task's artifact with `props`.
+    fn send_start(&self, task: &StoredTask, agent: &str, props: &RunProperties) {
         let msg = ControllerMsg::StartTask(StartTask {
             task_id: task.id as u64,
-            sha256: sha.to_string(),
-            size,
+            sha256: task.artifact_sha256.clone().unwrap_or_default(),
+            size: task.artifact_size.unwrap_or_default(),
             properties: props.to_args(),
             debug: task.settings.debug,
         });
@@ -458,6 +452,18 @@ impl Runner {
                 unix_now(),
             );
         }
+    }
+
+    /// Starts a generator into a running task (hot-attach, or a start
+    /// that never arrived) for the time the run has left.
+    fn start_for_the_rest(&self, task: &StoredTask, agent: &str, per_min: Option<f64>, now: u64) {
+        let left = task.ends_at.unwrap_or(now).saturating_sub(now).max(1);
+        let props = RunProperties {
+            threads: task.threads,
+            throughput_per_min: per_min,
+            duration_secs: u32::try_from(left).unwrap_or(u32::MAX),
+        };
+        self.send_start(task, agent, &props);
     }
 
     fn send(&self, agent: &str, msg: ControllerMsg) -> bool {
@@ -688,18 +694,7 @@ impl Runner {
             self.inventory
                 .set_task_target(id, task.target + f64::from(task.threads))?;
         }
-        let props = RunProperties {
-            threads: task.threads,
-            throughput_per_min: each,
-            duration_secs: u32::try_from(left).unwrap_or(u32::MAX),
-        };
-        self.send_start(
-            &task,
-            &c.agent_id,
-            &props,
-            task.artifact_sha256.as_deref().unwrap_or_default(),
-            task.artifact_size.unwrap_or_default(),
-        );
+        self.start_for_the_rest(&task, &c.agent_id, each, now);
         let what = match each {
             Some(e) => format!(
                 "attached {} ({} TPS on each of {} generators once it sends)",
@@ -995,19 +990,7 @@ impl Runner {
                 None => match g.status {
                     GeneratorStatus::Starting => {
                         // The start never reached it: send it again.
-                        let left = task.ends_at.unwrap_or(now).saturating_sub(now).max(1);
-                        let props = RunProperties {
-                            threads: task.threads,
-                            throughput_per_min: g.per_min,
-                            duration_secs: u32::try_from(left).unwrap_or(u32::MAX),
-                        };
-                        self.send_start(
-                            task,
-                            agent,
-                            &props,
-                            task.artifact_sha256.as_deref().unwrap_or_default(),
-                            task.artifact_size.unwrap_or_default(),
-                        );
+                        self.start_for_the_rest(task, agent, g.per_min, now);
                     }
                     _ => {
                         let _ = self.inventory.set_generator_status(
