@@ -94,17 +94,37 @@ fn counts_on(l: &TcpListener, n_est: usize, n_cw: usize, n_tw: usize) {
     drop((est, cw));
 }
 
+/// A listener on `addr` (port 0) whose port is also held in the other
+/// address family: counts go by port alone, and the tests run in
+/// parallel, so an IPv4 and an IPv6 listener must never share a port.
+/// The second value is the guard to keep alive beside the listener.
+fn listener_with_its_own_port(addr: &str, other: &str) -> (TcpListener, Option<TcpListener>) {
+    for _ in 0..100 {
+        let l = TcpListener::bind(addr).unwrap();
+        let port = l.local_addr().unwrap().port();
+        match TcpListener::bind(format!("{other}:{port}")) {
+            Ok(guard) => return (l, Some(guard)),
+            // No such family here: nothing can share the port either.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => return (l, None),
+            Err(_) => continue,
+        }
+    }
+    panic!("no port free in both address families after 100 tries");
+}
+
 #[test]
 fn counts_established_close_wait_time_wait_ipv4() {
-    counts_on(&TcpListener::bind("127.0.0.1:0").unwrap(), 5, 3, 4);
+    let (l, _guard) = listener_with_its_own_port("127.0.0.1:0", "[::1]");
+    counts_on(&l, 5, 3, 4);
 }
 
 #[test]
 fn counts_ipv6_in_the_same_dump() {
-    let Ok(l) = TcpListener::bind("[::1]:0") else {
+    if TcpListener::bind("[::1]:0").is_err() {
         eprintln!("no IPv6 loopback here; skipping");
         return;
-    };
+    }
+    let (l, _guard) = listener_with_its_own_port("[::1]:0", "127.0.0.1");
     counts_on(&l, 2, 1, 1);
 }
 
