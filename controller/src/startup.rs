@@ -241,6 +241,7 @@ impl Controller {
             web: Arc::new(web::WebConfig {
                 prefix: w.prefix.clone(),
                 secure_cookies: w.secure_cookies || tls.is_some(),
+                retention: settings.metrics.retention.clone(),
             }),
             templates: Arc::new(web::assets::Templates::load(&w.prefix)?),
             session_max_age: u64::from(w.session_max_hours) * 3600,

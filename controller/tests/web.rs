@@ -331,6 +331,8 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
     let new_user = json!({"name": "dave", "password": "dave password"});
     let user_update = json!({"admin": false, "disabled": false});
     let unnamed_plan = json!({"name": ""});
+    let bad_rules = json!({"cpu_busy_above_pct": 150.0});
+    let bad_recipients = json!({"recipients": ["not an address"]});
 
     use Method as M;
     // (method, path, body, [anonymous, alice (in group A), bob (not), admin])
@@ -684,7 +686,34 @@ async fn every_route_answers_each_kind_of_caller_exactly() {
             None,
             [401, 200, 200, 200],
         ),
-        (M::GET, "/api/alerts".into(), None, [401, 403, 403, 200]),
+        (M::GET, "/api/alerts".into(), None, [401, 200, 200, 200]),
+        (
+            M::GET,
+            "/api/alerts/settings".into(),
+            None,
+            [401, 403, 403, 200],
+        ),
+        (
+            M::PUT,
+            "/api/alerts/rules".into(),
+            Some(&bad_rules),
+            [401, 403, 403, 422],
+        ),
+        (
+            M::PUT,
+            "/api/alerts/recipients".into(),
+            Some(&bad_recipients),
+            [401, 403, 403, 422],
+        ),
+        (
+            M::POST,
+            "/api/alerts/test-mail".into(),
+            None,
+            [401, 403, 403, 409],
+        ),
+        (M::GET, "/overview".into(), None, [303, 403, 403, 200]),
+        (M::GET, "/monitor".into(), None, [303, 200, 200, 200]),
+        (M::GET, "/alerts".into(), None, [303, 200, 200, 200]),
         (
             M::GET,
             "/api/metrics/status".into(),
@@ -1213,7 +1242,7 @@ async fn csrf_sessions_logout_and_the_login_rate_limit() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/servers");
+    assert_eq!(r.headers()["location"], "/");
     let attrs = set_cookie_attrs(&r, "mp_session");
     assert!(
         attrs.contains("HttpOnly") && attrs.contains("SameSite=Strict"),

@@ -24,7 +24,8 @@ async function login(page, name, password) {
   await page.goto(`${URL}/login`);
   await page.fill('#login-name', name);
   await page.fill('#login-password', password);
-  await Promise.all([page.waitForURL(`${URL}/servers`), page.click('#login-submit')]);
+  await Promise.all([page.waitForURL(/\/(overview|monitor)$/), page.click('#login-submit')]);
+  await page.goto(`${URL}/servers`);
 }
 
 async function logout(page) {

@@ -141,6 +141,21 @@ impl fmt::Debug for Mailer {
     }
 }
 
+fn parse_recipient(a: &str) -> Result<Mailbox, MailError> {
+    a.trim()
+        .parse::<Mailbox>()
+        .map_err(|e| MailError::InvalidRecipient {
+            address: a.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Checks recipient addresses the way [`Mailer::new`] does, for a list
+/// edited on its own (the alerts page); the first bad one is named.
+pub fn check_recipients(to: &[String]) -> Result<(), MailError> {
+    to.iter().try_for_each(|a| parse_recipient(a).map(drop))
+}
+
 impl Mailer {
     /// Checks the settings and prepares the transport. Connects to nothing:
     /// an unreachable server shows at [`Mailer::send`].
@@ -177,14 +192,7 @@ impl Mailer {
         }
         let to = to
             .iter()
-            .map(|a| {
-                a.trim()
-                    .parse::<Mailbox>()
-                    .map_err(|e| MailError::InvalidRecipient {
-                        address: a.clone(),
-                        reason: e.to_string(),
-                    })
-            })
+            .map(|a| parse_recipient(a))
             .collect::<Result<Vec<_>, _>>()?;
         let credentials = match (username, password) {
             (None, None) => None,

@@ -2,6 +2,11 @@
 //! each episode start and end stored, and mailed ([`mailer`]) with retries
 //! while the SMTP server is down (the alert stays `pending`, visible, and
 //! is sent when the server is back). Knows nothing about QUIC or HTTP.
+//!
+//! The rules and the recipients can be changed at run time (the alerts
+//! page): they are stored in the inventory and then override the settings
+//! file's, across restarts. The SMTP server itself (and its password) stays
+//! in the settings file only.
 
 pub mod mailer;
 pub mod rules;
@@ -24,6 +29,72 @@ use rules::{AlertEngine, AlertEvent, AlertKind, AlertRules};
 const STALE_MS: i64 = 10 * 60_000;
 /// After this many failed attempts a mail is given up (`failed`).
 const MAX_TRIES: u32 = 50;
+const MAX_RECIPIENTS: usize = 50;
+/// Inventory setting keys of what the alerts page changes.
+const RULES_KEY: &str = "alerts.rules";
+const RECIPIENTS_KEY: &str = "alerts.recipients";
+
+/// A stored setting, when there is one that parses; a bad one is logged
+/// and the settings file's value used instead.
+fn stored<T: serde::de::DeserializeOwned>(inventory: &Inventory, key: &str) -> Option<T> {
+    match inventory.setting(key) {
+        Ok(Some(json)) => match serde_json::from_str(&json) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                warn!(key, error = %e, "stored setting unreadable; using the settings file's");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            warn!(key, error = %e, "cannot read a stored setting; using the settings file's");
+            None
+        }
+    }
+}
+
+fn build_mailer(
+    smtp: Option<&SmtpSettings>,
+    to: &[String],
+) -> Result<Option<Mailer>, mailer::MailError> {
+    match smtp {
+        Some(s) if !to.is_empty() => Mailer::new(SmtpSettings {
+            to: to.to_vec(),
+            ..s.clone()
+        })
+        .map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A change from the alerts page that was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] crate::inventory::Error),
+}
+
+/// Why a test mail was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum TestMailError {
+    #[error("no SMTP server is configured (settings file, [alerts.smtp])")]
+    NoSmtp,
+    #[error("no recipient is set")]
+    NoRecipients,
+    #[error(transparent)]
+    Failed(mailer::MailError),
+}
+
+/// The SMTP server as the alerts page shows it: never its credentials.
+#[derive(Debug, Clone, Serialize)]
+pub struct SmtpView {
+    pub host: String,
+    pub port: u16,
+    pub security: mailer::Security,
+    pub from: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,7 +124,12 @@ pub struct Alerts {
     engine: Mutex<AlertEngine>,
     inventory: Arc<Inventory>,
     metrics: Arc<Metrics>,
-    mailer: Option<Mailer>,
+    /// The SMTP server of the settings file, if any.
+    smtp: Option<SmtpSettings>,
+    /// Who alert mail goes to now; rebuilt with `mailer` on change.
+    recipients: Mutex<Vec<String>>,
+    /// `None`: no SMTP server, or nobody to mail.
+    mailer: Mutex<Option<Mailer>>,
     retry: Duration,
     drop_caches: Option<Arc<crate::gateway::Registry>>,
 }
@@ -85,18 +161,129 @@ impl Alerts {
             .rules
             .validate()
             .map_err(|e| format!("alerts.rules: {e}"))?;
-        let mailer = match &settings.smtp {
-            Some(s) => Some(Mailer::new(s.clone()).map_err(|e| format!("alerts.smtp: {e}"))?),
-            None => None,
-        };
+        // Checked even when stored recipients replace its `to`: a broken
+        // file should be found at start, not at the first alert.
+        if let Some(s) = &settings.smtp {
+            Mailer::new(s.clone()).map_err(|e| format!("alerts.smtp: {e}"))?;
+        }
+        let rules = stored::<AlertRules>(&inventory, RULES_KEY)
+            .filter(|r| r.validate().is_ok())
+            .unwrap_or_else(|| settings.rules.clone());
+        let recipients = stored::<Vec<String>>(&inventory, RECIPIENTS_KEY)
+            .filter(|r| mailer::check_recipients(r).is_ok())
+            .unwrap_or_else(|| {
+                settings
+                    .smtp
+                    .as_ref()
+                    .map(|s| s.to.clone())
+                    .unwrap_or_default()
+            });
+        let mailer = build_mailer(settings.smtp.as_ref(), &recipients)
+            .map_err(|e| format!("alerts.smtp: {e}"))?;
         Ok(Alerts {
-            engine: Mutex::new(AlertEngine::new(settings.rules.clone())),
+            engine: Mutex::new(AlertEngine::new(rules)),
             inventory,
             metrics,
-            mailer,
+            smtp: settings.smtp.clone(),
+            recipients: Mutex::new(recipients),
+            mailer: Mutex::new(mailer),
             retry: Duration::from_secs(settings.mail_retry_secs.max(1)),
             drop_caches: settings.drop_caches_on_memory_low.then_some(registry),
         })
+    }
+
+    fn mailer(&self) -> Option<Mailer> {
+        self.mailer.lock().expect("mailer lock").clone()
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> AlertRules {
+        self.engine
+            .lock()
+            .expect("alert engine lock")
+            .rules()
+            .clone()
+    }
+
+    /// Checks, stores and applies new rules (open episodes are judged by
+    /// them from the next sample on).
+    pub fn set_rules(&self, rules: AlertRules, by: &str) -> Result<AlertRules, SettingsError> {
+        rules.validate().map_err(SettingsError::Invalid)?;
+        let json =
+            serde_json::to_string(&rules).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        self.inventory.set_setting(RULES_KEY, &json, by)?;
+        self.engine
+            .lock()
+            .expect("alert engine lock")
+            .set_rules(rules.clone());
+        info!(by, rules = %json, "alert rules changed");
+        Ok(rules)
+    }
+
+    /// Whether a memory-low alert asks the host to drop its page cache.
+    pub fn drops_caches(&self) -> bool {
+        self.drop_caches.is_some()
+    }
+
+    /// Who alert mail goes to.
+    pub fn recipients(&self) -> Vec<String> {
+        self.recipients.lock().expect("recipients lock").clone()
+    }
+
+    /// Checks, stores and applies a new recipient list (blank entries and
+    /// repeats dropped). An empty list means alerts are only listed.
+    pub fn set_recipients(&self, to: Vec<String>, by: &str) -> Result<Vec<String>, SettingsError> {
+        let mut clean: Vec<String> = Vec::new();
+        for a in to.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
+            if !clean.iter().any(|c| c == a) {
+                clean.push(a.to_owned());
+            }
+        }
+        if clean.len() > MAX_RECIPIENTS {
+            return Err(SettingsError::Invalid(format!(
+                "at most {MAX_RECIPIENTS} recipients, not {}",
+                clean.len()
+            )));
+        }
+        mailer::check_recipients(&clean).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let mailer = build_mailer(self.smtp.as_ref(), &clean)
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let json =
+            serde_json::to_string(&clean).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        self.inventory.set_setting(RECIPIENTS_KEY, &json, by)?;
+        *self.recipients.lock().expect("recipients lock") = clean.clone();
+        *self.mailer.lock().expect("mailer lock") = mailer;
+        info!(by, recipients = clean.len(), "alert recipients changed");
+        Ok(clean)
+    }
+
+    /// The SMTP server alert mail goes through, without its credentials.
+    pub fn smtp(&self) -> Option<SmtpView> {
+        self.smtp.as_ref().map(|s| SmtpView {
+            host: s.host.clone(),
+            port: s.port,
+            security: s.security,
+            from: s.from.clone(),
+        })
+    }
+
+    /// Sends a test message to the recipients now; the list on success.
+    pub async fn test_mail(&self, by: &str) -> Result<Vec<String>, TestMailError> {
+        if self.smtp.is_none() {
+            return Err(TestMailError::NoSmtp);
+        }
+        let Some(mailer) = self.mailer() else {
+            return Err(TestMailError::NoRecipients);
+        };
+        let body = format!(
+            "This is a test message from MyPlatform, sent by {by} from the alerts page.\n\nAlert mail (CPU high, memory low, frequent full GC, silent hosts) will reach this address.\n"
+        );
+        mailer
+            .send("[MyPlatform] test message", &body)
+            .await
+            .map_err(TestMailError::Failed)?;
+        info!(by, "test mail sent");
+        Ok(self.recipients())
     }
 
     /// Episodes open now: (host, kind, since ms).
@@ -154,7 +341,7 @@ impl Alerts {
 
     async fn record(&self, e: AlertEvent) {
         let now = crate::metrics::embedded::now_ms();
-        let state = match &self.mailer {
+        let state = match self.mailer() {
             None => "off",
             Some(_) if (e.at_ms as i64) < now - STALE_MS => "stale",
             Some(_) => "pending",
@@ -189,7 +376,7 @@ impl Alerts {
     }
 
     async fn send(&self, id: i64, host: &str, kind: &str, firing: bool, message: &str) {
-        let Some(mailer) = &self.mailer else { return };
+        let Some(mailer) = self.mailer() else { return };
         let name = self.hostname(host);
         let subject = format!(
             "[MyPlatform] {} {kind} on {name}",

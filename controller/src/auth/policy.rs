@@ -47,8 +47,11 @@ pub enum Act {
     SeeRooms,
     /// List, create, change users and API tokens.
     ManageUsers,
-    /// See enrolled agents, metric store status and the alert history.
+    /// See enrolled agents, metric store status, the overview of every
+    /// host and the alert settings.
     SeeOperations,
+    /// Change alert rules and recipients, send a test mail.
+    EditAlerts,
     /// See, create, edit and delete load-test plans and uploaded JMeter
     /// zips (every signed-in user: load tests are team work; the audit
     /// log says who changed what).
@@ -100,7 +103,9 @@ impl Subject {
             Act::SeeHost { group: Some(g) } if member(g) => Ok(()),
             Act::SeeHost { .. } => Err(Denied::Hidden),
             Act::SeeRooms | Act::UseLoadTests => Ok(()),
-            Act::EditEstate | Act::ManageUsers | Act::SeeOperations => Err(Denied::Forbidden),
+            Act::EditEstate | Act::ManageUsers | Act::SeeOperations | Act::EditAlerts => {
+                Err(Denied::Forbidden)
+            }
         }
     }
 
@@ -148,6 +153,7 @@ mod tests {
         assert_eq!(u.may(Act::EditEstate), Err(Denied::Forbidden));
         assert_eq!(u.may(Act::ManageUsers), Err(Denied::Forbidden));
         assert_eq!(u.may(Act::SeeOperations), Err(Denied::Forbidden));
+        assert_eq!(u.may(Act::EditAlerts), Err(Denied::Forbidden));
         assert_eq!(u.may(Act::SeeRooms), Ok(()));
         assert_eq!(u.may(Act::SeeHost { group: Some(1) }), Ok(()));
         assert_eq!(u.may(Act::SeeHost { group: None }), Err(Denied::Hidden));
@@ -164,6 +170,7 @@ mod tests {
             Act::EditEstate,
             Act::ManageUsers,
             Act::SeeOperations,
+            Act::EditAlerts,
             Act::SeeHost { group: None },
         ] {
             assert_eq!(a.may(act), Ok(()), "{act:?}");

@@ -295,6 +295,14 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (task_id, agent_id, sec, label)
      );
      CREATE INDEX task_seconds_sec ON task_seconds (task_id, sec);",
+    // 9: settings changed at run time through the UI (alert rules, alert
+    // recipients), each one JSON document that overrides the file's value.
+    "CREATE TABLE settings (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        updated_by TEXT NOT NULL
+     );",
 ];
 
 /// A known (enrolled) agent as stored.
@@ -830,6 +838,30 @@ impl Inventory {
                 })
             })?
             .collect()
+        })
+    }
+}
+
+impl Inventory {
+    /// A setting stored by [`Inventory::set_setting`], as its JSON text.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+
+    /// Stores a setting (JSON text) over any previous value.
+    pub fn set_setting(&self, key: &str, value: &str, by: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO settings (key, value, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2, updated_at = ?3, updated_by = ?4",
+                params![key, value, unix_now() as i64, by],
+            )
+            .map(drop)
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod embedded;
 pub mod fields;
 pub mod influx;
+pub mod score;
 pub mod store;
 
 use std::collections::HashMap;

@@ -43,6 +43,8 @@ pub struct WebConfig {
     pub prefix: String,
     /// Session cookies carry `Secure`.
     pub secure_cookies: bool,
+    /// How long metrics are kept: charts say so when asked for older data.
+    pub retention: crate::metrics::Retention,
 }
 
 impl WebConfig {
@@ -213,6 +215,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/hosts/{id}/series", get(monitoring::host_series))
         .route("/api/series/mean", get(monitoring::mean_series))
         .route("/api/alerts", get(monitoring::alerts))
+        .route("/api/alerts/settings", get(monitoring::alert_settings))
+        .route("/api/alerts/rules", put(monitoring::alert_rules_put))
+        .route(
+            "/api/alerts/recipients",
+            put(monitoring::alert_recipients_put),
+        )
+        .route("/api/alerts/test-mail", post(monitoring::alert_test_mail))
         .route("/api/metrics/status", get(monitoring::metrics_status))
         .route("/api/{*rest}", axum::routing::any(api::not_found));
     let pages = Router::new()
@@ -231,6 +240,9 @@ pub fn router(state: AppState) -> Router {
         .route("/plans/{id}", get(plans::editor_page))
         .route("/tasks", get(tasks::list_page))
         .route("/tasks/{id}", get(tasks::task_page))
+        .route("/overview", get(monitoring::overview_page))
+        .route("/monitor", get(monitoring::monitor_page))
+        .route("/alerts", get(monitoring::alerts_page))
         .route("/groups", get(pages::groups))
         .route("/groups/{id}", get(pages::group))
         .route("/rooms", get(pages::rooms))

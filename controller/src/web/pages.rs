@@ -83,8 +83,15 @@ pub async fn not_found() -> Response {
     error_page(ApiError::NotFound("not found".into()))
 }
 
-pub async fn home(State(st): State<AppState>, _c: PageCaller) -> Redirect {
-    Redirect::to(&format!("{}/servers", st.web.prefix))
+/// Admins start on the overview of every host, users on the charts of
+/// their groups.
+pub async fn home(State(st): State<AppState>, c: PageCaller) -> Redirect {
+    let page = if c.may(Act::SeeOperations).is_ok() {
+        "overview"
+    } else {
+        "monitor"
+    };
+    Redirect::to(&format!("{}/{page}", st.web.prefix))
 }
 
 // ---- login / logout -----------------------------------------------------
@@ -127,7 +134,7 @@ pub async fn login_form(
     if let Some(t) = cookie(&headers, SESSION_COOKIE)
         && st.auth.session(&t).is_ok()
     {
-        return Redirect::to(&format!("{}/servers", st.web.prefix)).into_response();
+        return Redirect::to(&format!("{}/", st.web.prefix)).into_response();
     }
     let message = q
         .expired
@@ -161,7 +168,7 @@ pub async fn login_submit(
     }
     match super::api::login(&st, f.name.clone(), f.password, peer).await {
         Ok(s) => {
-            let mut r = Redirect::to(&format!("{}/servers", st.web.prefix)).into_response();
+            let mut r = Redirect::to(&format!("{}/", st.web.prefix)).into_response();
             let h = r.headers_mut();
             for c in [
                 set_cookie(&st, SESSION_COOKIE, &s.token, Some(st.session_max_age)),
