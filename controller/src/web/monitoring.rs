@@ -469,14 +469,14 @@ pub(super) async fn mean_series(
         want.as_deref()
             .is_none_or(|w| w.is_empty() || have.as_deref() == Some(w))
     };
-    // Only hosts placed on a server now: a deleted server's host keeps its
-    // history (admins read it per host) but no longer counts anywhere.
+    // The hosts `/api/hosts` lists for the same filter. A deleted server's
+    // host keeps its history (admins read it per host) but belongs to no
+    // group or room any more, so it leaves their averages.
     let mut hosts: Vec<String> = places
         .iter()
         .filter(|(_, pl)| {
             pl.role == Some(certs::Role::Monitor)
                 && !pl.revoked
-                && pl.server_id.is_some()
                 && caller.may(Act::SeeHost { group: pl.group_id }).is_ok()
                 && wanted(&p.group, &pl.group)
                 && wanted(&p.room, &pl.room)
