@@ -1,6 +1,8 @@
 //! The one harness for tests that start real processes: the controller and
 //! agent binaries now, and later sshd, JMeter, InfluxDB, an S3 server, an
 //! SMTP server and Chromium. Tests live in `e2e/tests/`.
+//! `synthetic` is a monitored host speaking the real agent protocol with
+//! samples a test chooses (dashboards checked against known numbers).
 //!
 //! A service a test needs and cannot start is a test failure with the
 //! reason, never a silent pass.
@@ -13,6 +15,7 @@ pub mod loadlab;
 pub mod s3;
 pub mod smtp;
 pub mod sshd;
+pub mod synthetic;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -144,3 +144,52 @@ document.addEventListener('click', async (ev) => {
 document.addEventListener('change', (ev) => {
   if (ev.target.classList.contains('autosubmit')) ev.target.form.submit();
 });
+
+/** How every page writes a measured value; one place so that the same
+ *  number reads the same everywhere. Percentages arrive as 0..100 (never
+ *  scaled here), bytes use binary prefixes. Missing values read "–". */
+const units = (() => {
+  const NONE = '–';
+  const ok = (v) => v !== null && v !== undefined && v !== '' && Number.isFinite(Number(v));
+  const PREFIXES = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  function bytes(v) {
+    if (!ok(v)) return NONE;
+    const n = Number(v);
+    const sign = n < 0 ? '-' : '';
+    let a = Math.abs(n);
+    if (Math.round(a) < 1024) return `${sign}${Math.round(a)} B`;
+    let i = 0;
+    while (i < PREFIXES.length - 1 && a >= 1024) {
+      a /= 1024;
+      i += 1;
+    }
+    // 1023.96 KiB would print as "1024.0 KiB": one prefix up instead.
+    if (Number(a.toFixed(1)) >= 1024 && i < PREFIXES.length - 1) {
+      a /= 1024;
+      i += 1;
+    }
+    return `${sign}${a.toFixed(1)} ${PREFIXES[i]}`;
+  }
+  function count(v) {
+    if (!ok(v)) return NONE;
+    const n = Math.round(Number(v));
+    const s = String(Math.abs(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+    return n < 0 ? `-${s}` : s;
+  }
+  return {
+    pct: (v) => (ok(v) ? `${Number(v).toFixed(1)} %` : NONE),
+    bytes,
+    rate: (v) => (ok(v) ? `${bytes(v)}/s` : NONE),
+    count,
+    perSec: (v) => (ok(v) ? `${Number(v).toFixed(1)}/s` : NONE),
+    /** Shorter forms for chart axes: no needless ".0". */
+    axis: {
+      pct: (v) => `${Number(Number(v).toFixed(1))} %`,
+      bytes: (v) => bytes(v).replace('.0 ', ' '),
+      rate: (v) => `${bytes(v).replace('.0 ', ' ')}/s`,
+      count: (v) => (Math.abs(v) >= 1e6 ? `${Number((v / 1e6).toFixed(1))} M` : Math.abs(v) >= 1e4 ? `${Number((v / 1e3).toFixed(1))} k` : String(Number(Number(v).toFixed(2)))),
+      perSec: (v) => `${Number(Number(v).toFixed(2))}/s`,
+    },
+  };
+})();
+window.units = units;
