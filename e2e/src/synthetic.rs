@@ -133,7 +133,11 @@ impl SyntheticHost {
             cpu_cores: 4,
             mem_total_bytes: MEM_TOTAL_BYTES,
             disks: vec![("sda".into(), 100 << 30)],
-            addresses: vec!["192.0.2.10".into()],
+            // Its own address, outside the range tests give servers: the
+            // controller links an unlinked agent to the one server whose
+            // address it reports, and a shared one would link hosts whose
+            // server was deleted to another host's server.
+            addresses: vec![format!("198.51.100.{}", 1 + name_byte(&self.hostname))],
         }
     }
 
@@ -394,4 +398,12 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as u64
+}
+
+/// A byte from a host name (0..=250), for per-host test addresses.
+fn name_byte(name: &str) -> u8 {
+    (name
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 251) as u8
 }

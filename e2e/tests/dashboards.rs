@@ -485,6 +485,48 @@ async fn monitoring_dashboards_show_known_hosts_in_order() {
         "{v}"
     );
 
+    // A server moved to another group counts there at once, with all of
+    // its history, and no agent restarts (the original needed one). Moved
+    // back afterwards: the pages below expect it in web.
+    let move_web2 = |group: &'static str| {
+        let body = json!({"name": "web-2", "group_id": group_ids[group], "room_id": room_ids["r1"],
+                          "address": "192.0.2.11", "ssh_user": "root"});
+        let path = format!("/api/servers/{}", server_ids["web-2"]);
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            let (st, v) = api(&base, &token, M::PUT, &path, Some(body)).await;
+            assert_eq!(st, 200, "moving web-2 to {group}: {v}");
+        }
+    };
+    move_web2("db").await;
+    let (_, v) = get(&base, &token, "/api/hosts?group=db&room=r1").await;
+    assert_eq!(
+        ids(&v),
+        vec![id_of("db-1"), id_of("web-2")],
+        "db/r1 after the move"
+    );
+    let (_, v) = get(&base, &token, &mean_path("group=db&room=r1")).await;
+    let moved = points(&v["result"]["series"][0]);
+    assert!(
+        v["hosts"] == 2 && moved.len() == N && moved.iter().all(|(_, x)| close(*x, 30.0)),
+        "db/r1 mean over the whole range after the move must be (40+20)/2: {} points, first {:?}",
+        moved.len(),
+        moved.first()
+    );
+    let (_, v) = get(&base, &token, &mean_path("group=web")).await;
+    assert!(
+        v["hosts"] == 1
+            && points(&v["result"]["series"][0])
+                .iter()
+                .all(|(_, x)| close(*x, 90.0)),
+        "web after web-2 left: {v}"
+    );
+    let (st, _) = get(&base, &alice, &series_path(&id_of("web-2"), "cpu.busy_pct")).await;
+    assert_eq!(st, 404, "alice no longer sees web-2 once it is in db");
+    move_web2("web").await;
+    let (_, v) = get(&base, &token, "/api/hosts?group=web").await;
+    assert_eq!(ids(&v), web, "web-2 back in web");
+
     // An empty group: no hosts, empty series, no error.
     let (st, v) = get(&base, &token, &mean_path("group=empty")).await;
     assert_eq!(st, 200, "{v}");

@@ -155,7 +155,15 @@ impl Metrics {
         if let Some(newest) = samples.iter().max_by_key(|s| s.ts_ms)
             && h.latest.as_ref().is_none_or(|l| newest.ts_ms >= l.ts_ms)
         {
-            h.latest = Some(newest.clone());
+            let mut newest = newest.clone();
+            // Filesystems are sampled every few minutes; in between the
+            // newest sample has none, and the overview would blink "–".
+            if newest.filesystems.is_empty()
+                && let Some(l) = h.latest.take()
+            {
+                newest.filesystems = l.filesystems;
+            }
+            h.latest = Some(newest);
         }
         let durable = h.persisted_hwm;
         drop(hosts);

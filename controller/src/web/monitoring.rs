@@ -205,7 +205,10 @@ pub(super) async fn hosts(
                 .get(host.agent_id.as_str())
                 .cloned()
                 .unwrap_or_default();
-            let visible = !place.revoked
+            // Load generators send facts but no samples: they are not
+            // monitored hosts.
+            let visible = place.role == Some(certs::Role::Monitor)
+                && !place.revoked
                 && caller
                     .may(Act::SeeHost {
                         group: place.group_id,
