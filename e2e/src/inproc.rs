@@ -76,14 +76,13 @@ impl Drop for MonitorAgent {
     }
 }
 
-/// Enrolls an agent-monitor with `ctl` (dialling `dial`, which may be a
-/// proxy in front of it) and runs it, sampling every `interval`.
-pub fn start_monitor(
+/// Link settings of a monitor agent that enrolls with `ctl` (dialling
+/// `dial`) using a fresh one-use join token, and reconnects quickly.
+pub fn monitor_link_config(
     ctl: &Controller,
     dial: SocketAddr,
-    state: &Path,
-    interval: Duration,
-) -> MonitorAgent {
+    identity: IdentityStore,
+) -> LinkConfig {
     let t = create_token(
         &ctl.inventory,
         Role::Monitor,
@@ -93,17 +92,25 @@ pub fn start_monitor(
         None,
     )
     .expect("join token");
-    let mut cfg = LinkConfig::new(
-        dial.to_string(),
-        IdentityStore::Dir(state.to_path_buf()),
-        Role::Monitor,
-    );
+    let mut cfg = LinkConfig::new(dial.to_string(), identity, Role::Monitor);
     cfg.token = Some(t.token.expose_secret().into());
     cfg.ca_pin = Some(ctl.ca.pin());
     cfg.backoff = Backoff {
         initial: Duration::from_millis(100),
         max: Duration::from_secs(2),
     };
+    cfg
+}
+
+/// Enrolls an agent-monitor with `ctl` (dialling `dial`, which may be a
+/// proxy in front of it) and runs it, sampling every `interval`.
+pub fn start_monitor(
+    ctl: &Controller,
+    dial: SocketAddr,
+    state: &Path,
+    interval: Duration,
+) -> MonitorAgent {
+    let cfg = monitor_link_config(ctl, dial, IdentityStore::Dir(state.to_path_buf()));
     let shutdown = CancellationToken::new();
     let (link, rx, _task) = Link::spawn(cfg, shutdown.clone());
     let monitor = MonitorConfig {

@@ -22,14 +22,12 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use controller::Controller;
-use controller::gateway::create_token;
 use protocol::metrics::{
     AppStats, CpuStats, DiskStats, FsStats, HostFacts, HostSample, LoadAvg, MemStats, NetStats,
     PortStats, TcpStats,
 };
 use protocol::{
-    AgentMsg, Backoff, BulkStream, ControllerMsg, IdentityStore, Link, LinkConfig, LinkHandle,
-    LinkState, Role, frame,
+    AgentMsg, Backoff, BulkStream, ControllerMsg, IdentityStore, Link, LinkHandle, LinkState, frame,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -67,22 +65,8 @@ impl SyntheticHost {
     /// and sends host facts naming `hostname`. Panics if it is not
     /// connected within 20 s.
     pub async fn enroll(ctl: &Controller, hostname: &str) -> SyntheticHost {
-        let t = create_token(
-            &ctl.inventory,
-            Role::Monitor,
-            1,
-            Duration::from_secs(600),
-            None,
-            None,
-        )
-        .expect("join token");
-        let mut cfg = LinkConfig::new(
-            ctl.gateway_addr.to_string(),
-            IdentityStore::memory(),
-            Role::Monitor,
-        );
-        cfg.token = Some(t.token.expose_secret().into());
-        cfg.ca_pin = Some(ctl.ca.pin());
+        let mut cfg =
+            crate::inproc::monitor_link_config(ctl, ctl.gateway_addr, IdentityStore::memory());
         cfg.backoff = Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_millis(500),

@@ -40,6 +40,32 @@ struct Placement {
     revoked: bool,
 }
 
+impl Placement {
+    /// A monitored host the caller may see, in the group and room asked
+    /// for (names; absent or empty = any). Load generators send facts but
+    /// no samples: they are not monitored hosts. Revoked agents are gone.
+    fn listed_for(
+        &self,
+        caller: &ApiCaller,
+        group: &Option<String>,
+        room: &Option<String>,
+    ) -> bool {
+        let wanted = |want: &Option<String>, have: &Option<String>| {
+            want.as_deref()
+                .is_none_or(|w| w.is_empty() || have.as_deref() == Some(w))
+        };
+        self.role == Some(certs::Role::Monitor)
+            && !self.revoked
+            && caller
+                .may(Act::SeeHost {
+                    group: self.group_id,
+                })
+                .is_ok()
+            && wanted(group, &self.group)
+            && wanted(room, &self.room)
+    }
+}
+
 /// Agent id -> its placement.
 fn placements(st: &AppState) -> Result<HashMap<String, Placement>, ApiError> {
     let servers: HashMap<i64, crate::inventory::Server> = st
@@ -192,10 +218,6 @@ pub(super) async fn hosts(
         Err(e) => return e.into_response(),
     };
     let now = crate::metrics::embedded::now_ms();
-    let wanted = |want: &Option<String>, have: &Option<String>| {
-        want.as_deref()
-            .is_none_or(|w| w.is_empty() || have.as_deref() == Some(w))
-    };
     let mut entries: Vec<HostEntry> = st
         .metrics
         .hosts()
@@ -205,18 +227,7 @@ pub(super) async fn hosts(
                 .get(host.agent_id.as_str())
                 .cloned()
                 .unwrap_or_default();
-            // Load generators send facts but no samples: they are not
-            // monitored hosts.
-            let visible = place.role == Some(certs::Role::Monitor)
-                && !place.revoked
-                && caller
-                    .may(Act::SeeHost {
-                        group: place.group_id,
-                    })
-                    .is_ok()
-                && wanted(&p.group, &place.group)
-                && wanted(&p.room, &place.room);
-            if !visible {
+            if !place.listed_for(&caller, &p.group, &p.room) {
                 return None;
             }
             let live = st.registry.get(&host.agent_id);
@@ -468,22 +479,12 @@ pub(super) async fn mean_series(
         Ok(g) => g,
         Err(e) => return e.into_response(),
     };
-    let wanted = |want: &Option<String>, have: &Option<String>| {
-        want.as_deref()
-            .is_none_or(|w| w.is_empty() || have.as_deref() == Some(w))
-    };
     // The hosts `/api/hosts` lists for the same filter. A deleted server's
     // host keeps its history (admins read it per host) but belongs to no
     // group or room any more, so it leaves their averages.
     let mut hosts: Vec<String> = places
         .iter()
-        .filter(|(_, pl)| {
-            pl.role == Some(certs::Role::Monitor)
-                && !pl.revoked
-                && caller.may(Act::SeeHost { group: pl.group_id }).is_ok()
-                && wanted(&p.group, &pl.group)
-                && wanted(&p.room, &pl.room)
-        })
+        .filter(|(_, pl)| pl.listed_for(&caller, &p.group, &p.room))
         .map(|(id, _)| id.clone())
         .collect();
     hosts.sort();
