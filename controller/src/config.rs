@@ -2,7 +2,9 @@
 //!
 //! `MYPLATFORM_<SECTION>__<KEY>=value` overrides `[section] key`, and
 //! `MYPLATFORM_<KEY>` a top-level key (values parse as TOML where they can,
-//! else as strings). `MYPLATFORM_CONFIG` names the file. This is the only
+//! else as strings; a value whose setting is text stays the exact text, so
+//! a password of digits is not read as a number). `MYPLATFORM_CONFIG`
+//! names the file. This is the only
 //! place that reads configuration.
 
 use std::net::SocketAddr;
@@ -144,6 +146,20 @@ pub enum ConfigError {
     Invalid { origin: String, message: String },
 }
 
+/// Sets `path` in `table`, creating sections; `Err(part)` when a part of
+/// the path is a value, not a section.
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let mut node = table;
+    for part in &path[..path.len() - 1] {
+        let entry = node
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry.as_table_mut().ok_or_else(|| part.clone())?;
+    }
+    node.insert(path[path.len() - 1].clone(), value);
+    Ok(())
+}
+
 impl Settings {
     /// Loads `file` (or `$MYPLATFORM_CONFIG`, or nothing) and applies the
     /// process environment on top.
@@ -178,6 +194,9 @@ impl Settings {
         let mut table: toml::Table = toml_text
             .parse()
             .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        // Overrides read as TOML (a number, a boolean...): if the setting
+        // turns out to be text, the raw value is put back as text.
+        let mut typed: Vec<(String, Vec<String>, String)> = Vec::new();
         for (key, value) in env {
             let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -191,20 +210,35 @@ impl Settings {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(value.clone()));
-            let mut node = &mut table;
-            for part in &path[..path.len() - 1] {
-                let entry = node
-                    .entry(part.clone())
-                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                node = entry
-                    .as_table_mut()
-                    .ok_or_else(|| invalid(format!("{key}: {part} is not a section")))?;
+            if !parsed.is_str() {
+                typed.push((key.clone(), path.clone(), value.clone()));
             }
-            node.insert(path[path.len() - 1].clone(), parsed);
+            set_path(&mut table, &path, parsed)
+                .map_err(|part| invalid(format!("{key}: {part} is not a section")))?;
         }
-        let settings: Settings = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        let settings = loop {
+            match serde_path_to_error::deserialize::<_, Settings>(toml::Value::Table(table.clone()))
+            {
+                Ok(s) => break s,
+                Err(e) => {
+                    let at = e.path().to_string();
+                    let Some(i) = typed.iter().position(|(_, p, _)| p.join(".") == at) else {
+                        let inner = e.into_inner().to_string();
+                        let inner = inner.trim_end();
+                        return Err(invalid(
+                            if at.is_empty() || at == "." || inner.contains(&format!("`{at}`")) {
+                                inner.to_string()
+                            } else {
+                                format!("{inner}\nin `{at}`")
+                            },
+                        ));
+                    };
+                    let (key, path, raw) = typed.remove(i);
+                    set_path(&mut table, &path, toml::Value::String(raw))
+                        .map_err(|part| invalid(format!("{key}: {part} is not a section")))?;
+                }
+            }
+        };
         settings.validate().map_err(invalid)?;
         Ok(settings)
     }
@@ -341,6 +375,40 @@ mod tests {
         let e =
             Settings::from_parts("", "f", &env(&[("MYPLATFORM_DATA_DIR__X", "1")])).unwrap_err();
         assert!(e.to_string().contains("data_dir"), "{e}");
+    }
+
+    #[test]
+    fn text_settings_from_the_environment_keep_their_exact_text() {
+        let file = "[metrics.influxdb]\nurl = \"http://influx.example.com:8086\"\ndatabase = \"mp\"\n\n[alerts.smtp]\nhost = \"127.0.0.1\"\nport = 25\nsecurity = \"none\"\nusername = \"ops\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n";
+        let s = Settings::from_parts(
+            file,
+            "f",
+            &env(&[
+                // Digits, a float-looking and a boolean-looking secret.
+                ("MYPLATFORM_METRICS__INFLUXDB__PASSWORD", "0123456"),
+                ("MYPLATFORM_ALERTS__SMTP__PASSWORD", "1e5"),
+                ("MYPLATFORM_METRICS__INFLUXDB__USERNAME", "true"),
+                // A number where a number belongs stays a number.
+                ("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", "7"),
+            ]),
+        )
+        .unwrap();
+        let influx = s.metrics.influxdb.as_ref().unwrap();
+        assert_eq!(influx.password.as_deref(), Some("0123456"));
+        assert_eq!(influx.username.as_deref(), Some("true"));
+        assert_eq!(
+            s.alerts.smtp.as_ref().unwrap().password.as_deref(),
+            Some("1e5")
+        );
+        assert_eq!(s.gateway.heartbeat_secs, 7);
+        // Text where a number belongs is still refused, by its name.
+        let e = Settings::from_parts(
+            "",
+            "f",
+            &env(&[("MYPLATFORM_GATEWAY__HEARTBEAT_SECS", "often")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("gateway.heartbeat_secs"), "{e}");
     }
 
     #[test]
