@@ -76,6 +76,9 @@ main(async () => {
   await step('log in as admin: lands on the overview', async () => {
     await login(page, process.env.ADMIN_NAME, process.env.ADMIN_PASSWORD);
     expect(/\/overview$/.test(new globalThis.URL(page.url()).pathname), `an admin lands on /overview, not ${page.url()}`);
+    // The brand link is the home page, under the URL prefix too.
+    await page.goto(`${URL}/alerts`);
+    await Promise.all([page.waitForURL(/\/overview$/), page.click('a.brand')]);
   });
 
   // ---- /overview -----------------------------------------------------------

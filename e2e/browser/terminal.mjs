@@ -33,7 +33,7 @@ main(async () => {
     await page.goto(`${URL}/login`);
     await page.fill('#login-name', process.env.ADMIN_NAME);
     await page.fill('#login-password', process.env.ADMIN_PASSWORD);
-    await Promise.all([page.waitForURL(`${URL}/servers`), page.click('#login-submit')]);
+    await Promise.all([page.waitForURL(/\/(overview|monitor)$/), page.click('#login-submit')]);
   });
 
   await step('open the terminal', async () => {

@@ -30,6 +30,7 @@ const ADMIN_PASSWORD: &str = "root password 123";
 const ALICE: &str = "alice";
 const ALICE_PASSWORD: &str = "alice password 123";
 const DAY_MS: i64 = 86_400_000;
+const PREFIX: &str = "/ops";
 /// The application port web-1's samples carry (the ports chart).
 const APP_PORT: u16 = 8080;
 
@@ -165,8 +166,11 @@ async fn monitoring_dashboards_show_known_hosts_in_order() {
         to: vec!["file@myplatform.test".into()],
         timeout_secs: 5,
     });
+    // Under a URL prefix, as behind a reverse proxy: every link and
+    // request the pages make must carry it.
+    s.web.prefix = PREFIX.into();
     let ctl = start_controller(&s).await;
-    let base = format!("http://{}", ctl.http_addr);
+    let base = format!("http://{}{PREFIX}", ctl.http_addr);
     let token = api_token(&ctl);
 
     // Users: the browser's admin, and alice in group web only.
@@ -812,7 +816,7 @@ async fn monitoring_dashboards_show_known_hosts_in_order() {
     ctl.stop().await;
     s.alerts.smtp = None;
     let ctl = start_controller(&s).await;
-    let base = format!("http://{}", ctl.http_addr);
+    let base = format!("http://{}{PREFIX}", ctl.http_addr);
     let (st, v) = get(&base, &token, "/api/alerts/settings").await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["rules"], want_rules, "rules after a restart: {v}");

@@ -83,6 +83,16 @@ pub async fn not_found() -> Response {
     error_page(ApiError::NotFound("not found".into()))
 }
 
+/// The home page's URL: `/`, or the prefix itself (`/ops`, not `/ops/`,
+/// which the nested router does not serve).
+fn home_url(st: &AppState) -> String {
+    if st.web.prefix.is_empty() {
+        "/".into()
+    } else {
+        st.web.prefix.clone()
+    }
+}
+
 /// Admins start on the overview of every host, users on the charts of
 /// their groups.
 pub async fn home(State(st): State<AppState>, c: PageCaller) -> Redirect {
@@ -134,7 +144,7 @@ pub async fn login_form(
     if let Some(t) = cookie(&headers, SESSION_COOKIE)
         && st.auth.session(&t).is_ok()
     {
-        return Redirect::to(&format!("{}/", st.web.prefix)).into_response();
+        return Redirect::to(&home_url(&st)).into_response();
     }
     let message = q
         .expired
@@ -168,7 +178,7 @@ pub async fn login_submit(
     }
     match super::api::login(&st, f.name.clone(), f.password, peer).await {
         Ok(s) => {
-            let mut r = Redirect::to(&format!("{}/", st.web.prefix)).into_response();
+            let mut r = Redirect::to(&home_url(&st)).into_response();
             let h = r.headers_mut();
             for c in [
                 set_cookie(&st, SESSION_COOKIE, &s.token, Some(st.session_max_age)),
