@@ -37,13 +37,57 @@ pub const READY: &str = "MYPLATFORM-READY";
 /// - only `myplatform.*` properties can be set: the channel changes the
 ///   run's knobs, not JMeter's configuration;
 /// - `stopEngine` is what JMeter's own "Shutdown" message does (threads
-///   finish their current sample); `stopEngineNow` is "StopTestNow".
+///   finish their current sample); `stopEngineNow` is "StopTestNow";
+/// - a rate raise pulls the shared schedule of the Constant Throughput
+///   Timers (calcMode 3) back to now. That schedule is handed out slot by
+///   slot at the old spacing: after a deep cut every waiting thread holds
+///   a slot far ahead, and without the reset the first sample at the new
+///   rate would come only after all of them (threads ÷ old rate: 4 s
+///   measured for 20 → 100 TPS). Threads already asleep keep their slots
+///   (interrupting them would unpace their next sample), but each one that
+///   wakes is paced at the new rate at once. A cut keeps the schedule: the
+///   waiting slots drain, then the new spacing applies. The reset goes
+///   through reflection on JMeter's private fields; if a JMeter version
+///   lacks them, the rate still changes, only more slowly, and the script
+///   says so once in JMeter's log.
 pub const SCRIPT: &str = r#"// MyPlatform agent-jmeter control channel (generated; see agent-jmeter/src/control.rs).
 import org.apache.jmeter.engine.StandardJMeterEngine
 import org.apache.jmeter.util.JMeterUtils
 
+// Pulls the shared CTT schedule back to now; false when this JMeter's
+// timer has no such fields.
+def pullScheduleToNow = {
+    try {
+        def loader = StandardJMeterEngine.class.getClassLoader()
+        def ctt = Class.forName("org.apache.jmeter.timers.ConstantThroughputTimer", true, loader)
+        def shared = ctt.getDeclaredField("allThreadsInfo")
+        shared.setAccessible(true)
+        def info = shared.get(null)
+        def mutexField = info.getClass().getDeclaredField("MUTEX")
+        mutexField.setAccessible(true)
+        def last = info.getClass().getDeclaredField("lastScheduledTime")
+        last.setAccessible(true)
+        synchronized (mutexField.get(info)) {
+            long now = System.currentTimeMillis()
+            if (last.getLong(info) > now) last.setLong(info, now)
+        }
+        return true
+    } catch (Throwable e) {
+        return false
+    }
+}
+
+def raised = { String before, String after ->
+    try {
+        return before != null && Double.parseDouble(after) > Double.parseDouble(before)
+    } catch (NumberFormatException e) {
+        return false
+    }
+}
+
 def control = new Thread({
     def jprops = JMeterUtils.getJMeterProperties()
+    boolean resetWarned = false
     def input = new BufferedReader(new InputStreamReader(System.in, "UTF-8"))
     def say = { String s -> System.out.println(s); System.out.flush() }
     say("MYPLATFORM-READY")
@@ -53,7 +97,14 @@ def control = new Thread({
         if (p.length < 2) continue
         try {
             if (p[1] == "set" && p.length == 4 && p[2].startsWith("myplatform.")) {
+                def old = jprops.getProperty(p[2])
                 jprops.setProperty(p[2], p[3])
+                if (p[2] == "myplatform.throughput" && raised(old, p[3])
+                        && !pullScheduleToNow() && !resetWarned) {
+                    resetWarned = true
+                    org.slf4j.LoggerFactory.getLogger("myplatform.control").warn(
+                        "cannot reset the Constant Throughput Timer schedule in this JMeter; rate raises take effect more slowly")
+                }
             } else if (p[1] == "shutdown" && p.length == 2) {
                 StandardJMeterEngine.stopEngine()
             } else if (p[1] == "stopnow" && p.length == 2) {

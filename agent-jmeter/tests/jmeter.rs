@@ -301,6 +301,67 @@ async fn rate_change_takes_effect_and_histograms_merge_to_the_jtl_p99() {
     assert!(task.join("jmeter.log").is_file());
 }
 
+/// A raise after a deep cut: without the control script pulling the
+/// shared schedule back, every waiting thread holds a slot at the cut
+/// rate's spacing (10 threads at 4/s: 2.5 s of slots) and the raise waits
+/// for all of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raise_after_a_deep_cut_does_not_wait_for_the_old_slots() {
+    let (checked, _serial) = checked().await;
+    let server = TargetServer::start(Arc::new(|_| Reply::text("OK")));
+    let dir = tempfile::tempdir().unwrap();
+    let (zip, args) = artifact(dir.path(), server.port(), 40.0, 20);
+    let task = dir.path().join("task");
+    let (tx, mut rx) = mpsc::channel(1000);
+    let spec = TaskSpec {
+        artifact: zip,
+        dir: task.clone(),
+        properties: args,
+        debug: false,
+    };
+    let run = Run::start(&checked, spec, &options(), tx).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.requests().is_empty() {
+        assert!(Instant::now() < deadline, "no request within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    run.set_throughput(SamplesPerMin::per_sec(4.0).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let asked = Instant::now();
+    run.set_throughput(SamplesPerMin::per_sec(40.0).unwrap())
+        .await
+        .unwrap();
+    let mut effect = None;
+    let check_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < check_until && effect.is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = Instant::now();
+        let window = server
+            .requests()
+            .iter()
+            .filter(|r| r.at > asked && now.duration_since(r.at) <= Duration::from_secs(1))
+            .count();
+        if window >= 36 {
+            effect = Some(now.duration_since(asked));
+        }
+    }
+    let around = per_second(&server, asked - Duration::from_secs(3), 6);
+    eprintln!("4/s -> 40/s: a 1 s window at >= 36 after {effect:?}; per second {around:?}");
+    let cut: usize = around[..3].iter().sum();
+    assert!((6..=18).contains(&cut), "4/s before the raise: {around:?}");
+    let effect = effect.expect("40/s within 6 s of the raise");
+    // About 1.1 s with the schedule pulled back (the 1 s window itself plus
+    // JMeter's acknowledgement); 3.5 s without. Generous: a noisy machine.
+    assert!(effect < Duration::from_millis(2600), "{effect:?}");
+    run.stop(Duration::from_secs(10)).await.unwrap();
+    let _ = until_end(&mut rx, &mut Vec::new()).await;
+    let log = read(&task.join("jmeter.log"));
+    assert!(!log.contains("cannot reset"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_graceful_stop_ends_the_run_and_leaves_no_process() {
     let (checked, _serial) = checked().await;
