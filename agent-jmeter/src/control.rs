@@ -39,23 +39,27 @@ pub const READY: &str = "MYPLATFORM-READY";
 /// - `stopEngine` is what JMeter's own "Shutdown" message does (threads
 ///   finish their current sample); `stopEngineNow` is "StopTestNow";
 /// - a rate raise pulls the shared schedule of the Constant Throughput
-///   Timers (calcMode 3) back to now. That schedule is handed out slot by
-///   slot at the old spacing: after a deep cut every waiting thread holds
-///   a slot far ahead, and without the reset the first sample at the new
-///   rate would come only after all of them (threads ÷ old rate: 4 s
-///   measured for 20 → 100 TPS). Threads already asleep keep their slots
-///   (interrupting them would unpace their next sample), but each one that
-///   wakes is paced at the new rate at once. A cut keeps the schedule: the
-///   waiting slots drain, then the new spacing applies. The reset goes
-///   through reflection on JMeter's private fields; if a JMeter version
-///   lacks them, the rate still changes, only more slowly, and the script
-///   says so once in JMeter's log.
+///   Timers (calcMode 3) back to at most [`RAISE_LAG_MS`] ahead. That
+///   schedule is handed out slot by slot at the old spacing: after a deep
+///   cut every waiting thread holds a slot far ahead, and the first sample
+///   at the new rate would come only after all of them (threads ÷ old
+///   rate: 4 s measured for 20 → 100 TPS). Threads already asleep keep
+///   their slots (interrupting them would unpace their next sample), so
+///   between the new schedule's start and the last old slot both run: the
+///   total overshoots by the old rate. Pulling back only as far as
+///   `RAISE_LAG_MS` bounds that: ordinary raises, whose slots reach less
+///   far, are untouched; after a deep cut the new rate starts within the
+///   bound, and the overshoot is the cut rate, a fraction of the new one.
+///   A cut keeps the schedule: the waiting slots drain, then the new
+///   spacing applies. The pull goes through reflection on JMeter's private
+///   fields; if a JMeter version lacks them, the rate still changes, only
+///   more slowly, and the script says so once in JMeter's log.
 pub const SCRIPT: &str = r#"// MyPlatform agent-jmeter control channel (generated; see agent-jmeter/src/control.rs).
 import org.apache.jmeter.engine.StandardJMeterEngine
 import org.apache.jmeter.util.JMeterUtils
 
-// Pulls the shared CTT schedule back to now; false when this JMeter's
-// timer has no such fields.
+// Pulls the shared CTT schedule back to at most the raise lag ahead;
+// false when this JMeter's timer has no such fields.
 def pullScheduleToNow = {
     try {
         def loader = StandardJMeterEngine.class.getClassLoader()
@@ -68,8 +72,8 @@ def pullScheduleToNow = {
         def last = info.getClass().getDeclaredField("lastScheduledTime")
         last.setAccessible(true)
         synchronized (mutexField.get(info)) {
-            long now = System.currentTimeMillis()
-            if (last.getLong(info) > now) last.setLong(info, now)
+            long latest = System.currentTimeMillis() + RAISE_LAG_MS
+            if (last.getLong(info) > latest) last.setLong(info, latest)
         }
         return true
     } catch (Throwable e) {
@@ -127,12 +131,18 @@ control.setDaemon(true)
 control.start()
 "#;
 
+/// How far ahead the shared rate schedule may reach after a raise: the
+/// longest a raise waits for slots handed out at the old rate.
+pub const RAISE_LAG_MS: u64 = 500;
+
 /// The script with its constants filled in.
 pub fn script() -> String {
-    SCRIPT.replace(
-        "ORPHAN_HALT_MS",
-        &(u64::from(ORPHAN_HALT_SECS) * 1000).to_string(),
-    )
+    SCRIPT
+        .replace(
+            "ORPHAN_HALT_MS",
+            &(u64::from(ORPHAN_HALT_SECS) * 1000).to_string(),
+        )
+        .replace("RAISE_LAG_MS", &RAISE_LAG_MS.to_string())
 }
 
 /// A rate JMeter's Constant Throughput Timer can hold: finite, above zero
@@ -249,5 +259,6 @@ mod tests {
         assert_eq!(Reply::parse("MYPLATFORM-READY"), Some(Reply::Ready));
         assert_eq!(Reply::parse("summary +  10 in 00:00:01"), None);
         assert!(script().contains("Thread.sleep(30000)"));
+        assert!(script().contains("System.currentTimeMillis() + 500"));
     }
 }
