@@ -1165,7 +1165,8 @@ fn main() -> anyhow::Result<()> {
                 for run in 0..=runs {
                     let t = Instant::now();
                     let r = if is_group {
-                        b.query_mean(&group, "cpu.busy_pct", from, to, 2000).await?
+                        b.query_mean(&group, &["cpu.busy_pct".to_string()], from, to, 2000)
+                            .await?
                     } else {
                         b.query(one_host, &fields, from, to, 2000).await?
                     };

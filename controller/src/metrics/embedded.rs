@@ -531,13 +531,14 @@ impl EmbeddedStore {
         })
     }
 
-    /// The mean of `field` over `hosts` per bucket: each host's bucket
-    /// mean first, then their mean, so one host sampling faster does not
-    /// weigh more. Hosts without data in a bucket are left out of it.
+    /// The mean of each of `fields` over `hosts` per bucket: each host's
+    /// bucket mean first, then their mean, so one host sampling faster does
+    /// not weigh more. Hosts without data in a bucket are left out of it.
+    /// Each host's blocks are read once for all the fields.
     pub fn query_mean(
         &self,
         hosts: &[&str],
-        field: &str,
+        fields: &[&str],
         from: i64,
         to: i64,
         max_points: usize,
@@ -545,34 +546,33 @@ impl EmbeddedStore {
         check_range(from, to, max_points)?;
         let res = self.pick_resolution(from, to, max_points, now_ms());
         let step = bucket_step(from, to, max_points, res).max(res.step_ms());
-        let mut sums: std::collections::BTreeMap<i64, (f64, u32)> = Default::default();
+        let mut sums: Vec<std::collections::BTreeMap<i64, (f64, u32)>> =
+            vec![Default::default(); fields.len()];
         for host in hosts {
-            let r = self.query(host, &[field], from, to, max_points)?;
-            for (t, v) in bucket(
-                r.series
-                    .into_iter()
-                    .next()
-                    .map(|s| s.points)
-                    .unwrap_or_default(),
-                step,
-                step,
-            ) {
-                let e = sums.entry(t).or_default();
-                e.0 += v;
-                e.1 += 1;
+            let r = self.query(host, fields, from, to, max_points)?;
+            for (sum, series) in sums.iter_mut().zip(r.series) {
+                for (t, v) in bucket(series.points, step, step) {
+                    let e = sum.entry(t).or_default();
+                    e.0 += v;
+                    e.1 += 1;
+                }
             }
         }
-        let points = sums
-            .into_iter()
-            .map(|(t, (s, n))| (t, s / f64::from(n)))
+        let series = fields
+            .iter()
+            .zip(sums)
+            .map(|(field, sum)| Series {
+                field: field.to_string(),
+                points: sum
+                    .into_iter()
+                    .map(|(t, (s, n))| (t, s / f64::from(n)))
+                    .collect(),
+            })
             .collect();
         Ok(QueryResult {
             resolution: res,
             step_ms: step,
-            series: vec![Series {
-                field: field.to_string(),
-                points,
-            }],
+            series,
         })
     }
 
@@ -844,7 +844,7 @@ mod tests {
             }
         }
         let r = s
-            .query_mean(&["a", "b", "c"], "cpu.busy_pct", from, to, 10)
+            .query_mean(&["a", "b", "c"], &["cpu.busy_pct"], from, to, 10)
             .unwrap();
         let pts = &r.series[0].points;
         assert!((9..=10).contains(&pts.len()), "{}", pts.len());

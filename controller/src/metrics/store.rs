@@ -113,10 +113,12 @@ impl MetricStore {
         }
     }
 
+    /// The mean of each field over `hosts` (see
+    /// [`EmbeddedStore::query_mean`]), one series per field.
     pub async fn query_mean(
         &self,
         hosts: &[String],
-        field: &str,
+        fields: &[String],
         from: i64,
         to: i64,
         max_points: usize,
@@ -124,10 +126,11 @@ impl MetricStore {
         check_range(from, to, max_points)?;
         match self {
             MetricStore::Embedded(s) => {
-                let (s, hosts, field) = (s.clone(), hosts.to_vec(), field.to_string());
+                let (s, hosts, fields) = (s.clone(), hosts.to_vec(), fields.to_vec());
                 tokio::task::spawn_blocking(move || {
                     let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
-                    s.query_mean(&names, &field, from, to, max_points)
+                    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                    s.query_mean(&names, &fields, from, to, max_points)
                 })
                 .await
                 .map_err(|e| StoreError::Rejected(e.to_string()))?
@@ -136,17 +139,21 @@ impl MetricStore {
                 let (resolution, step) = influx_step(from, to, max_points);
                 let step = step.unwrap_or(1000);
                 let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
-                let pts = s
-                    .query_hosts_mean(&names, field, from, to, step)
-                    .await
-                    .map_err(influx_err)?;
+                let mut series = Vec::with_capacity(fields.len());
+                for field in fields {
+                    let pts = s
+                        .query_hosts_mean(&names, field, from, to, step)
+                        .await
+                        .map_err(influx_err)?;
+                    series.push(Series {
+                        field: field.clone(),
+                        points: pts.iter().map(|p| (p.ts_ms, p.value)).collect(),
+                    });
+                }
                 Ok(QueryResult {
                     resolution,
                     step_ms: step,
-                    series: vec![Series {
-                        field: field.to_string(),
-                        points: pts.iter().map(|p| (p.ts_ms, p.value)).collect(),
-                    }],
+                    series,
                 })
             }
         }

@@ -488,25 +488,19 @@ pub(super) async fn mean_series(
         .map(|(id, _)| id.clone())
         .collect();
     hosts.sort();
-    let mut result = empty_result(&fields);
-    if !range.gone && !hosts.is_empty() {
-        result.series.clear();
-        for f in &fields {
-            match st
-                .metrics
-                .store()
-                .query_mean(&hosts, f, range.from, range.to, range.max_points)
-                .await
-            {
-                Ok(q) => {
-                    result.resolution = q.resolution;
-                    result.step_ms = q.step_ms;
-                    result.series.extend(q.series);
-                }
-                Err(e) => return store_error(e),
-            }
+    let result = if range.gone || hosts.is_empty() {
+        empty_result(&fields)
+    } else {
+        match st
+            .metrics
+            .store()
+            .query_mean(&hosts, &fields, range.from, range.to, range.max_points)
+            .await
+        {
+            Ok(q) => q,
+            Err(e) => return store_error(e),
         }
-    }
+    };
     Json(serde_json::json!({
         "hosts": hosts.len(),
         "host_ids": hosts,
