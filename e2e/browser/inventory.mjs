@@ -5,7 +5,7 @@
 // Env: URL (the controller's base URL, prefix included), ADMIN_NAME,
 // ADMIN_PASSWORD.
 import { join } from 'node:path';
-import { launch, main, step, expect, expectText } from './lib.mjs';
+import { launch, main, step, expect, expectText, login as logIn } from './lib.mjs';
 
 // Pictures of the main pages for people reviewing a change (a failing step
 // adds its own).
@@ -20,11 +20,9 @@ const SERVER_PW = 'server-password-9f3k';
 // A name with markup: it must show as text, never run.
 const SHOP = 'Shop <b>&</b>';
 
+/** Logs in and opens the server list, where this scenario works. */
 async function login(page, name, password) {
-  await page.goto(`${URL}/login`);
-  await page.fill('#login-name', name);
-  await page.fill('#login-password', password);
-  await Promise.all([page.waitForURL(/\/(overview|monitor)$/), page.click('#login-submit')]);
+  await logIn(page, URL, name, password);
   await page.goto(`${URL}/servers`);
 }
 

@@ -162,6 +162,33 @@ export async function expectText(locator, text, { timeout = 10_000 } = {}) {
 }
 
 /**
+ * Polls `fn` until it returns `{ ok: true, ... }` and returns that; after
+ * `timeout` ms fails with `what` and the last `seen` it reported.
+ */
+export async function waitFor(what, timeout, fn, { every = 200 } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last.ok) return last;
+    if (Date.now() >= deadline) throw new Error(`${what} within ${timeout} ms; last seen: ${JSON.stringify(last.seen)}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/**
+ * Logs in through the login page at `url` (the base, prefix included) and
+ * waits for the home page it leads to: the overview for an admin, the
+ * monitoring charts for a user.
+ */
+export async function login(page, url, name, password) {
+  await page.goto(`${url}/login`);
+  await page.fill('#login-name', name);
+  await page.fill('#login-password', password);
+  await Promise.all([page.waitForURL(/\/(overview|monitor)$/), page.click('#login-submit')]);
+}
+
+/**
  * Runs the scenario and exits: 0 when it passed, 1 with the error on
  * stderr otherwise. It also fails the run on page errors no step noticed,
  * on SCRIPT_TIMEOUT_MS (screenshot `timeout.png`, taken before the harness

@@ -14,29 +14,11 @@
 //   alert settings.
 // Reads URL, ADMIN_NAME, ADMIN_PASSWORD, USER_NAME, USER_PASSWORD and EXPECT
 // (JSON, see dashboards.rs).
-import { launch, main, step, expect, expectText, log, watch } from './lib.mjs';
+import { launch, main, step, expect, expectText, log, watch, waitFor, login } from './lib.mjs';
 
 const URL = process.env.URL;
 
-async function waitFor(what, timeout, fn) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last.ok) return last;
-    if (Date.now() >= deadline) throw new Error(`${what} within ${timeout} ms; last seen: ${JSON.stringify(last.seen)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
-
-async function login(page, name, password) {
-  await page.goto(`${URL}/login`);
-  await page.fill('#login-name', name);
-  await page.fill('#login-password', password);
-  await Promise.all([page.waitForURL((u) => !u.pathname.endsWith('/login')), page.click('#login-submit')]);
-}
 
 /** What the page's charts hold: per chart, x (s) and each series' values. */
 const chartState = (page) =>
@@ -74,7 +56,7 @@ main(async () => {
   const { browser, page } = await launch({ ignoreConsole: [/status of 40[34]/, /status of 422/] });
 
   await step('log in as admin: lands on the overview', async () => {
-    await login(page, process.env.ADMIN_NAME, process.env.ADMIN_PASSWORD);
+    await login(page, URL, process.env.ADMIN_NAME, process.env.ADMIN_PASSWORD);
     expect(/\/overview$/.test(new globalThis.URL(page.url()).pathname), `an admin lands on /overview, not ${page.url()}`);
     // The brand link is the home page, under the URL prefix too.
     await page.goto(`${URL}/alerts`);
@@ -438,7 +420,7 @@ main(async () => {
   const user = watch(await context.newPage());
 
   await step('log in as a user: lands on the monitor', async () => {
-    await login(user, process.env.USER_NAME, process.env.USER_PASSWORD);
+    await login(user, URL, process.env.USER_NAME, process.env.USER_PASSWORD);
     expect(/\/monitor$/.test(new globalThis.URL(user.url()).pathname), `a user lands on /monitor, not ${user.url()}`);
     expect(await user.locator('a[href$="/overview"]').count() === 0, 'no Overview link for a user');
   });

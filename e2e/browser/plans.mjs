@@ -4,7 +4,7 @@
 // save, reload, copy a thread group, import a .jmx, upload a JMeter zip
 // and check its run files. Reads URL, ADMIN_NAME, ADMIN_PASSWORD,
 // CSV_PATH, JMX_PATH, ZIP_PATH; prints PLAN_ID=<id>.
-import { launch, main, step, expect, expectText, log } from './lib.mjs';
+import { launch, main, step, expect, expectText, log, login } from './lib.mjs';
 
 const URL = process.env.URL;
 
@@ -14,10 +14,7 @@ main(async () => {
   page.on('dialog', (d) => d.accept());
 
   await step('log in', async () => {
-    await page.goto(`${URL}/login`);
-    await page.fill('#login-name', process.env.ADMIN_NAME);
-    await page.fill('#login-password', process.env.ADMIN_PASSWORD);
-    await Promise.all([page.waitForURL(/\/(overview|monitor)$/), page.click('#login-submit')]);
+    await login(page, URL, process.env.ADMIN_NAME, process.env.ADMIN_PASSWORD);
   });
 
   await step('create a plan from the list', async () => {

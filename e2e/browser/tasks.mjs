@@ -9,7 +9,7 @@
 // TPS mode, with a third idle generator in its room), PLAN_ID (its plan),
 // BAD_PLAN_ID (a plan whose run is refused for want of idle generators)
 // and NEW_TPS.
-import { launch, main, step, expect, expectText, log } from './lib.mjs';
+import { launch, main, step, expect, expectText, log, waitFor, login } from './lib.mjs';
 
 const URL = process.env.URL;
 const TASK_ID = process.env.TASK_ID;
@@ -18,17 +18,6 @@ const BAD_PLAN_ID = process.env.BAD_PLAN_ID;
 const NEW_TPS = process.env.NEW_TPS;
 
 const generatorRows = (page) => page.locator('[data-generators] tbody tr[data-agent]');
-
-async function waitFor(what, timeout, fn) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last.ok) return last;
-    if (Date.now() >= deadline) throw new Error(`${what} within ${timeout} ms; last seen: ${JSON.stringify(last.seen)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 main(async () => {
   for (const name of ['URL', 'ADMIN_NAME', 'ADMIN_PASSWORD', 'TASK_ID', 'PLAN_ID', 'BAD_PLAN_ID', 'NEW_TPS']) {
@@ -39,10 +28,7 @@ main(async () => {
   page.on('dialog', (d) => d.accept());
 
   await step('log in', async () => {
-    await page.goto(`${URL}/login`);
-    await page.fill('#login-name', process.env.ADMIN_NAME);
-    await page.fill('#login-password', process.env.ADMIN_PASSWORD);
-    await Promise.all([page.waitForURL(/\/(overview|monitor)$/), page.click('#login-submit')]);
+    await login(page, URL, process.env.ADMIN_NAME, process.env.ADMIN_PASSWORD);
   });
 
   await step('Run in the plan list says why a plan cannot run', async () => {

@@ -3,7 +3,7 @@
 //
 // Env: URL, ADMIN_NAME, ADMIN_PASSWORD, SERVER_ID.
 import { join } from 'node:path';
-import { launch, main, step, expect } from './lib.mjs';
+import { launch, main, step, expect, login } from './lib.mjs';
 
 const URL = process.env.URL;
 
@@ -30,10 +30,7 @@ async function waitForScreen(page, needle, timeout = 15_000) {
 main(async () => {
   const { page } = await launch();
   await step('log in', async () => {
-    await page.goto(`${URL}/login`);
-    await page.fill('#login-name', process.env.ADMIN_NAME);
-    await page.fill('#login-password', process.env.ADMIN_PASSWORD);
-    await Promise.all([page.waitForURL(/\/(overview|monitor)$/), page.click('#login-submit')]);
+    await login(page, URL, process.env.ADMIN_NAME, process.env.ADMIN_PASSWORD);
   });
 
   await step('open the terminal', async () => {
