@@ -105,6 +105,49 @@ fn artifact(dir: &Path, port: u16, tps: f64, duration_secs: u32) -> (PathBuf, Ve
     (zip, args)
 }
 
+/// A run of [`artifact`]'s plan against a fresh target answering "OK".
+struct RateRun {
+    server: TargetServer,
+    task: PathBuf,
+    run: Run,
+    rx: mpsc::Receiver<Event>,
+    /// Holds the task directory.
+    _dir: tempfile::TempDir,
+}
+
+impl RateRun {
+    async fn start(checked: &Checked, tps: f64, duration_secs: u32, debug: bool) -> RateRun {
+        let server = TargetServer::start(Arc::new(|_| Reply::text("OK")));
+        let dir = tempfile::tempdir().unwrap();
+        let (zip, args) = artifact(dir.path(), server.port(), tps, duration_secs);
+        let task = dir.path().join("task");
+        let (tx, rx) = mpsc::channel(1000);
+        let spec = TaskSpec {
+            artifact: zip,
+            dir: task.clone(),
+            properties: args,
+            debug,
+        };
+        let run = Run::start(checked, spec, &options(), tx).await.unwrap();
+        RateRun {
+            server,
+            task,
+            run,
+            rx,
+            _dir: dir,
+        }
+    }
+}
+
+/// Waits (at most 60 s: JMeter's start) for the target's first request.
+async fn until_load_flows(server: &TargetServer) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.requests().is_empty() {
+        assert!(Instant::now() < deadline, "no request within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn next(rx: &mut mpsc::Receiver<Event>) -> Event {
     tokio::time::timeout(EVENT_TIMEOUT, rx.recv())
         .await
@@ -175,18 +218,13 @@ fn per_second(server: &TargetServer, t0: Instant, secs: usize) -> Vec<usize> {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_change_takes_effect_and_histograms_merge_to_the_jtl_p99() {
     let (checked, _serial) = checked().await;
-    let server = TargetServer::start(Arc::new(|_| Reply::text("OK")));
-    let dir = tempfile::tempdir().unwrap();
-    let (zip, args) = artifact(dir.path(), server.port(), 20.0, 16);
-    let task = dir.path().join("task");
-    let (tx, mut rx) = mpsc::channel(1000);
-    let spec = TaskSpec {
-        artifact: zip,
-        dir: task.clone(),
-        properties: args,
-        debug: true,
-    };
-    let run = Run::start(&checked, spec, &options(), tx).await.unwrap();
+    let RateRun {
+        server,
+        task,
+        run,
+        mut rx,
+        _dir,
+    } = RateRun::start(&checked, 20.0, 16, true).await;
     let Event::Started {
         pid,
         jmeter_version,
@@ -199,11 +237,7 @@ async fn rate_change_takes_effect_and_histograms_merge_to_the_jtl_p99() {
 
     // Wait until load flows, then give it 4 s at 20/s.
     let mut seconds = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.requests().is_empty() {
-        assert!(Instant::now() < deadline, "no request within 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_load_flows(&server).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // Nothing of the JVM may be reachable from another host.
@@ -308,23 +342,14 @@ async fn rate_change_takes_effect_and_histograms_merge_to_the_jtl_p99() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_raise_after_a_deep_cut_does_not_wait_for_the_old_slots() {
     let (checked, _serial) = checked().await;
-    let server = TargetServer::start(Arc::new(|_| Reply::text("OK")));
-    let dir = tempfile::tempdir().unwrap();
-    let (zip, args) = artifact(dir.path(), server.port(), 40.0, 20);
-    let task = dir.path().join("task");
-    let (tx, mut rx) = mpsc::channel(1000);
-    let spec = TaskSpec {
-        artifact: zip,
-        dir: task.clone(),
-        properties: args,
-        debug: false,
-    };
-    let run = Run::start(&checked, spec, &options(), tx).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.requests().is_empty() {
-        assert!(Instant::now() < deadline, "no request within 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let RateRun {
+        server,
+        task,
+        run,
+        mut rx,
+        _dir,
+    } = RateRun::start(&checked, 40.0, 20, false).await;
+    until_load_flows(&server).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     run.set_throughput(SamplesPerMin::per_sec(4.0).unwrap())
         .await
@@ -365,18 +390,13 @@ async fn a_raise_after_a_deep_cut_does_not_wait_for_the_old_slots() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_graceful_stop_ends_the_run_and_leaves_no_process() {
     let (checked, _serial) = checked().await;
-    let server = TargetServer::start(Arc::new(|_| Reply::text("OK")));
-    let dir = tempfile::tempdir().unwrap();
-    let (zip, args) = artifact(dir.path(), server.port(), 10.0, 600);
-    let task = dir.path().join("task");
-    let (tx, mut rx) = mpsc::channel(1000);
-    let spec = TaskSpec {
-        artifact: zip,
-        dir: task.clone(),
-        properties: args,
-        debug: false,
-    };
-    let run = Run::start(&checked, spec, &options(), tx).await.unwrap();
+    let RateRun {
+        server,
+        task,
+        run,
+        mut rx,
+        _dir,
+    } = RateRun::start(&checked, 10.0, 600, false).await;
     let mut seconds = Vec::new();
     // A second of results shows the test runs.
     loop {
@@ -412,18 +432,14 @@ async fn a_graceful_stop_ends_the_run_and_leaves_no_process() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_run_kills_its_jvm() {
     let (checked, _serial) = checked().await;
-    let server = TargetServer::start(Arc::new(|_| Reply::text("OK")));
-    let dir = tempfile::tempdir().unwrap();
-    let (zip, args) = artifact(dir.path(), server.port(), 5.0, 600);
-    let task = dir.path().join("task");
-    let (tx, mut rx) = mpsc::channel(1000);
-    let spec = TaskSpec {
-        artifact: zip,
-        dir: task.clone(),
-        properties: args,
-        debug: false,
-    };
-    let run = Run::start(&checked, spec, &options(), tx).await.unwrap();
+    // The target stays up while the run is dropped.
+    let RateRun {
+        server: _server,
+        task,
+        run,
+        mut rx,
+        _dir,
+    } = RateRun::start(&checked, 5.0, 600, false).await;
     let Event::Started { pid, .. } = next(&mut rx).await else {
         panic!("Started first")
     };
