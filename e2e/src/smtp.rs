@@ -42,6 +42,21 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
+    /// The controller's `[alerts.smtp]` for this server: plain SMTP, no
+    /// AUTH, from `alerts@myplatform.test` to `to`, 3 s per send.
+    pub fn settings(&self, to: &str) -> controller::alerts::mailer::SmtpSettings {
+        controller::alerts::mailer::SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            security: controller::alerts::mailer::Security::None,
+            username: None,
+            password: None,
+            from: "MyPlatform <alerts@myplatform.test>".into(),
+            to: vec![to.into()],
+            timeout_secs: 3,
+        }
+    }
+
     /// Starts a server on a free port that accepts any sender and recipient
     /// without AUTH. Panics with the reason if it cannot start.
     pub fn start() -> SmtpServer {

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use controller::alerts::mailer::{Security, SmtpSettings};
 use controller::alerts::rules::AlertRules;
 use e2e::inproc::{settings, start_controller, start_monitor};
 use e2e::smtp::SmtpServer;
@@ -29,16 +28,7 @@ async fn a_memory_alert_is_mailed_and_survives_an_smtp_outage() {
         silent_after_secs: None,
         ..AlertRules::default()
     };
-    s.alerts.smtp = Some(SmtpSettings {
-        host: "127.0.0.1".into(),
-        port: smtp.port,
-        security: Security::None,
-        username: None,
-        password: None,
-        from: "MyPlatform <alerts@myplatform.test>".into(),
-        to: vec!["ops@myplatform.test".into()],
-        timeout_secs: 3,
-    });
+    s.alerts.smtp = Some(smtp.settings("ops@myplatform.test"));
     s.alerts.mail_retry_secs = 1;
     let ctl = start_controller(&s).await;
 

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use controller::alerts::mailer::{Security, SmtpSettings};
+use controller::alerts::mailer::SmtpSettings;
 use controller::alerts::rules::AlertRules;
 use e2e::inproc::{api_token, settings, start_controller};
 use e2e::smtp::SmtpServer;
@@ -157,14 +157,8 @@ async fn monitoring_dashboards_show_known_hosts_in_order() {
         ..AlertRules::default()
     };
     s.alerts.smtp = Some(SmtpSettings {
-        host: "127.0.0.1".into(),
-        port: smtp.port,
-        security: Security::None,
-        username: None,
-        password: None,
-        from: "MyPlatform <alerts@myplatform.test>".into(),
-        to: vec!["file@myplatform.test".into()],
         timeout_secs: 5,
+        ..smtp.settings("file@myplatform.test")
     });
     // Under a URL prefix, as behind a reverse proxy: every link and
     // request the pages make must carry it.
