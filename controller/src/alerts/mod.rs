@@ -67,6 +67,13 @@ fn build_mailer(
     }
 }
 
+#[derive(Clone)]
+struct MailTarget {
+    recipients: Vec<String>,
+    /// `None`: no SMTP server, or nobody to mail.
+    mailer: Option<Mailer>,
+}
+
 /// A change from the alerts page that was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -126,10 +133,9 @@ pub struct Alerts {
     metrics: Arc<Metrics>,
     /// The SMTP server of the settings file, if any.
     smtp: Option<SmtpSettings>,
-    /// Who alert mail goes to now; rebuilt with `mailer` on change.
-    recipients: Mutex<Vec<String>>,
-    /// `None`: no SMTP server, or nobody to mail.
-    mailer: Mutex<Option<Mailer>>,
+    /// Who alert mail goes to, and the mailer built for them: one lock, so
+    /// a send never pairs one list with another's mailer.
+    mail: Mutex<MailTarget>,
     retry: Duration,
     drop_caches: Option<Arc<crate::gateway::Registry>>,
 }
@@ -185,15 +191,14 @@ impl Alerts {
             inventory,
             metrics,
             smtp: settings.smtp.clone(),
-            recipients: Mutex::new(recipients),
-            mailer: Mutex::new(mailer),
+            mail: Mutex::new(MailTarget { recipients, mailer }),
             retry: Duration::from_secs(settings.mail_retry_secs.max(1)),
             drop_caches: settings.drop_caches_on_memory_low.then_some(registry),
         })
     }
 
     fn mailer(&self) -> Option<Mailer> {
-        self.mailer.lock().expect("mailer lock").clone()
+        self.mail.lock().expect("mail lock").mailer.clone()
     }
 
     /// The rules in force.
@@ -227,7 +232,7 @@ impl Alerts {
 
     /// Who alert mail goes to.
     pub fn recipients(&self) -> Vec<String> {
-        self.recipients.lock().expect("recipients lock").clone()
+        self.mail.lock().expect("mail lock").recipients.clone()
     }
 
     /// Checks, stores and applies a new recipient list (blank entries and
@@ -251,8 +256,10 @@ impl Alerts {
         let json =
             serde_json::to_string(&clean).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         self.inventory.set_setting(RECIPIENTS_KEY, &json, by)?;
-        *self.recipients.lock().expect("recipients lock") = clean.clone();
-        *self.mailer.lock().expect("mailer lock") = mailer;
+        *self.mail.lock().expect("mail lock") = MailTarget {
+            recipients: clean.clone(),
+            mailer,
+        };
         info!(by, recipients = clean.len(), "alert recipients changed");
         Ok(clean)
     }
@@ -272,7 +279,8 @@ impl Alerts {
         if self.smtp.is_none() {
             return Err(TestMailError::NoSmtp);
         }
-        let Some(mailer) = self.mailer() else {
+        let target = self.mail.lock().expect("mail lock").clone();
+        let Some(mailer) = target.mailer else {
             return Err(TestMailError::NoRecipients);
         };
         let body = format!(
@@ -283,7 +291,7 @@ impl Alerts {
             .await
             .map_err(TestMailError::Failed)?;
         info!(by, "test mail sent");
-        Ok(self.recipients())
+        Ok(target.recipients)
     }
 
     /// Episodes open now: (host, kind, since ms).
