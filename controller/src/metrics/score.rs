@@ -10,9 +10,6 @@ use std::cmp::Ordering;
 use protocol::metrics::HostSample;
 use serde::Serialize;
 
-/// Steps of the colour scale: 0 (idle) ..= 10 (saturated), 11 in all.
-pub const STEPS: u8 = 11;
-
 /// One host's score and the percentages it was made from (all 0..=100).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Score {
@@ -62,7 +59,8 @@ impl Score {
     }
 }
 
-/// The colour step of a score: step k covers [10k − 5, 10k + 5).
+/// The colour step of a score, one of 11 (0 idle ..= 10 saturated): step
+/// k covers [10k − 5, 10k + 5).
 pub fn step(value: f64) -> u8 {
     (pct(value) / 10.0).round() as u8
 }
@@ -146,7 +144,6 @@ mod tests {
         let s = Score::of(&sample(250.0, f32::NAN, Some(-3.0), 50.0));
         assert_eq!((s.cpu_pct, s.io_pct, s.net_pct), (100.0, 0.0, Some(0.0)));
         assert_eq!(s.step, 5);
-        assert_eq!(STEPS, 11);
         // No memory data: 0 %, not NaN.
         let none = Score::of(&HostSample::default());
         assert_eq!((none.value, none.mem_pct, none.step), (0.0, 0.0, 0));
