@@ -15,10 +15,6 @@
   const errorBox = $('overview-error');
   const loading = $('overview-loading');
 
-  // Filesystems come every few minutes only: the last list seen per host
-  // stands for the samples in between.
-  const lastFs = new Map();
-
   const num = (v) => (v === null || v === undefined || !Number.isFinite(Number(v)) ? null : Number(v));
   const clock = (d) => d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
   function ago(ms) {
@@ -69,10 +65,10 @@
     const head = util === null ? 'Net – %' : `Net ${units.pct(util)}`;
     return nets.length ? `${head} · ↓ ${units.rate(rx)} ↑ ${units.rate(tx)}` : head;
   }
-  function diskText(agent, s) {
-    let fss = (s && s.filesystems) || [];
-    if (fss.length) lastFs.set(agent, fss);
-    else fss = lastFs.get(agent) || [];
+  // The controller keeps the last filesystems seen in `latest`: they are
+  // sampled every few minutes only.
+  function diskText(s) {
+    const fss = (s && s.filesystems) || [];
     let best = null;
     for (const f of fss) {
       if (!f.total_bytes) continue;
@@ -103,7 +99,7 @@
       badge = h('span', { class: 'badge', title: host.connected ? 'Connected, but the newest sample is older than 30 s.' : 'The agent is not connected.' },
         host.connected ? 'silent' : 'silent · offline');
     }
-    const [disk, diskTitle] = diskText(host.agent_id, s);
+    const [disk, diskTitle] = diskText(s);
     const tags = [host.group, host.room].filter(Boolean);
     return h('article', {
       class: classes.join(' '),
